@@ -8,27 +8,27 @@ type Code string
 
 // The error codes. Each maps to one sentinel of the interpreters package.
 const (
-	CodeInterpreter       Code = "interpreter"         // generic interpreter failure, "unrecognized" ops on main
-	CodeNotFound          Code = "not_found"           // no such interpreter
-	CodeAlreadyRunning    Code = "already_running"     // a call is in progress
-	CodeExecutionFailed   Code = "execution_failed"    // an uncaught Lua error (Type, Msg, Errdisplay set)
-	CodeNotShareable      Code = "not_shareable"       // a value cannot cross
-	CodeInvalidArgument   Code = "invalid_argument"    // a malformed argument
-	CodeQueueEmpty        Code = "queue_empty"         // get on an empty queue
-	CodeQueueFull         Code = "queue_full"          // put on a full queue
-	CodeQueueNotFound     Code = "queue_not_found"     // no such queue
-	CodeItemDestroyed     Code = "item_destroyed"      // the item's interpreter is gone (UnboundError)
-	CodeCanceled          Code = "canceled"            // the caller cancelled the call
-	CodeDeadlineExceeded  Code = "deadline_exceeded"   // the call's deadline passed
-	CodeMemoryLimit       Code = "memory_limit"        // the interpreter's memory limit
-	CodeCPULimit          Code = "cpu_limit"           // the interpreter's CPU limit
-	CodeOutputLimit       Code = "output_limit"        // the per-call output limit
-	CodeWorkerExit        Code = "worker_exit"         // the worker process ended under the call
-	CodeProtocol          Code = "protocol"            // a malformed or unexpected message
-	CodeClosed            Code = "closed"              // the session is closed
-	CodePoolShutdown      Code = "pool_shutdown"       // a pool no longer takes tasks
-	CodeVersion           Code = "version"             // the peers speak different protocol versions
-	CodeUnavailable       Code = "unavailable"         // the service cannot take the call now
+	CodeInterpreter      Code = "interpreter"       // generic interpreter failure, "unrecognized" ops on main
+	CodeNotFound         Code = "not_found"         // no such interpreter
+	CodeAlreadyRunning   Code = "already_running"   // a call is in progress
+	CodeExecutionFailed  Code = "execution_failed"  // an uncaught Lua error (Type, Msg, Errdisplay set)
+	CodeNotShareable     Code = "not_shareable"     // a value cannot cross
+	CodeInvalidArgument  Code = "invalid_argument"  // a malformed argument
+	CodeQueueEmpty       Code = "queue_empty"       // get on an empty queue
+	CodeQueueFull        Code = "queue_full"        // put on a full queue
+	CodeQueueNotFound    Code = "queue_not_found"   // no such queue
+	CodeItemDestroyed    Code = "item_destroyed"    // the item's interpreter is gone (UnboundError)
+	CodeCanceled         Code = "canceled"          // the caller cancelled the call
+	CodeDeadlineExceeded Code = "deadline_exceeded" // the call's deadline passed
+	CodeMemoryLimit      Code = "memory_limit"      // the interpreter's memory limit
+	CodeCPULimit         Code = "cpu_limit"         // the interpreter's CPU limit
+	CodeOutputLimit      Code = "output_limit"      // the per-call output limit
+	CodeWorkerExit       Code = "worker_exit"       // the worker process ended under the call
+	CodeProtocol         Code = "protocol"          // a malformed or unexpected message
+	CodeClosed           Code = "closed"            // the session is closed
+	CodePoolShutdown     Code = "pool_shutdown"     // a pool no longer takes tasks
+	CodeVersion          Code = "version"           // the peers speak different protocol versions
+	CodeUnavailable      Code = "unavailable"       // the service cannot take the call now
 )
 
 // Error is the one error type that crosses the wire. Fields beyond Code and

@@ -391,3 +391,15 @@ func (v Values) EncodeMsgpack(enc *msgpack.Encoder) error {
 	}
 	return c.encodeList(enc, v.Items, v.Tier, 0)
 }
+
+// MarshalList encodes items as one msgpack array at tier t.
+func (c *Codec) MarshalList(items []any, t Tier) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := msgpack.GetEncoder()
+	defer msgpack.PutEncoder(enc)
+	enc.Reset(&buf)
+	if err := c.encodeList(enc, items, t, 0); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}

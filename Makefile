@@ -1,0 +1,37 @@
+# subinterp build, test and benchmark targets. `make help` lists them.
+GO       ?= go
+PKGS     := ./...
+BENCHPKG := ./integration/
+BENCHTIME ?= 2s
+BENCHCOUNT ?= 5
+
+.PHONY: help build test lint vet fmt-check fuzz bench soak clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
+
+build: ## build the subinterp binary into bin/
+	$(GO) build -o bin/subinterp ./cmd/subinterp
+
+test: lint ## vet, format check, and every test (integration included) under the race detector
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+lint: fmt-check vet ## gofmt and go vet
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+fuzz: ## run each fuzz target for FUZZTIME (default 30s)
+	@for t in $$($(GO) test -list '^Fuzz' ./protocol/ | grep ^Fuzz); do \
+		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-30s} ./protocol/ || exit 1; \
+	done
+
+bench: ## benchmarks against the baselines, side by side in one run
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout 60m $(BENCHPKG) ./internal/baseline/ ./worker/
+
+clean:
+	rm -rf bin

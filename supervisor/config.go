@@ -1,0 +1,91 @@
+package supervisor
+
+import (
+	"io"
+	"os"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// Named defaults: every wait on a worker is bounded by one of these.
+const (
+	// DefaultStartTimeout bounds a worker's start and handshake.
+	DefaultStartTimeout = 10 * time.Second
+	// DefaultKillGrace is how long a cancelled call may take to stop before
+	// its worker is killed. A VM stops within well under a millisecond
+	// unless a single Go-side operation holds it.
+	DefaultKillGrace = time.Second
+	// exitWait bounds the wait for a worker to exit after its session was
+	// closed, before it is killed.
+	exitWait = 2 * time.Second
+)
+
+// Config configures a Supervisor. The zero value works: workers are this
+// executable, logs are discarded, output goes to os.Stdout.
+type Config struct {
+	// Logger receives the supervisor's and go-plugin's logs.
+	Logger hclog.Logger
+	// Executable is the worker binary; empty means os.Executable(). It must
+	// link the worker package (any program importing subinterp does).
+	Executable string
+	// StartTimeout bounds a worker's start; 0 means DefaultStartTimeout.
+	StartTimeout time.Duration
+	// KillGrace is how long a cancelled call may take to stop before its
+	// worker is killed; 0 means DefaultKillGrace.
+	KillGrace time.Duration
+	// Stdout is where interpreters created without their own writer print;
+	// nil means os.Stdout.
+	Stdout io.Writer
+	// Defaults apply to every interpreter unless its CreateOptions say
+	// otherwise.
+	Defaults Limits
+}
+
+// Limits bound what one interpreter may use. Zero fields mean no limit.
+type Limits struct {
+	MemoryBytes int64         // soft heap limit, with a hard kernel limit above it
+	CPUPerCall  time.Duration // CPU time one call may use
+	CallTimeout time.Duration // wall-clock deadline of every call
+	OutputBytes int64         // stdout bytes one call may write
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Logger == nil {
+		c.Logger = hclog.NewNullLogger()
+	}
+	if c.Executable == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return c, err
+		}
+		c.Executable = exe
+	}
+	if c.StartTimeout <= 0 {
+		c.StartTimeout = DefaultStartTimeout
+	}
+	if c.KillGrace <= 0 {
+		c.KillGrace = DefaultKillGrace
+	}
+	if c.Stdout == nil {
+		c.Stdout = os.Stdout
+	}
+	return c, nil
+}
+
+// merge returns l with zero fields taken from d.
+func (l Limits) merge(d Limits) Limits {
+	if l.MemoryBytes == 0 {
+		l.MemoryBytes = d.MemoryBytes
+	}
+	if l.CPUPerCall == 0 {
+		l.CPUPerCall = d.CPUPerCall
+	}
+	if l.CallTimeout == 0 {
+		l.CallTimeout = d.CallTimeout
+	}
+	if l.OutputBytes == 0 {
+		l.OutputBytes = d.OutputBytes
+	}
+	return l
+}

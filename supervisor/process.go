@@ -1,0 +1,135 @@
+package supervisor
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	plugin "github.com/hashicorp/go-plugin"
+	"github.com/hashicorp/go-plugin/runner"
+
+	"github.com/subinterp/subinterp/protocol"
+	_ "github.com/subinterp/subinterp/worker" // links the worker into every binary that can spawn one
+)
+
+// process is one running worker: its go-plugin client for the lifecycle and
+// its msgpack session for everything else.
+type process struct {
+	client *plugin.Client
+	runner *workerRunner
+	peer   *protocol.Peer
+	stderr *tailBuffer
+}
+
+// startProcess spawns a worker and returns once it has handshaken. peerCfg
+// serves the worker's requests and output.
+func startProcess(cfg Config, wcfg protocol.WorkerConfig, peerCfg protocol.PeerConfig) (*process, error) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("socketpair: %w", err)
+	}
+	hostEnd := os.NewFile(uintptr(fds[0]), "subinterp-session")
+	workerEnd := os.NewFile(uintptr(fds[1]), "subinterp-session")
+	defer hostEnd.Close()
+	defer workerEnd.Close() // the worker has its copy; keeping ours would hide its death
+
+	wcfgJSON, err := json.Marshal(wcfg)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(cfg.Executable, protocol.WorkerArg)
+	cmd.Env = []string{protocol.WorkerConfigEnv + "=" + string(wcfgJSON)}
+	if tmp := os.Getenv("TMPDIR"); tmp != "" {
+		cmd.Env = append(cmd.Env, "TMPDIR="+tmp)
+	}
+	cmd.ExtraFiles = []*os.File{workerEnd} // fd 3 = protocol.WorkerConnFD
+	cmd.SysProcAttr = workerSysProcAttr()
+
+	p := &process{stderr: newTailBuffer()}
+	p.client = plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  protocol.Handshake,
+		Plugins:          protocol.Plugins,
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolNetRPC},
+		Logger:           cfg.Logger.Named("worker"),
+		SkipHostEnv:      true,
+		StartTimeout:     cfg.StartTimeout,
+		Stderr:           p.stderr,
+		// go-plugin hands over a template command carrying its handshake
+		// environment; the worker command is ours.
+		RunnerFunc: func(_ hclog.Logger, template *exec.Cmd, _ string) (runner.Runner, error) {
+			cmd.Env = append(cmd.Env, template.Env...)
+			r, err := newWorkerRunner(cmd)
+			p.runner = r
+			return r, err
+		},
+	})
+	if _, err := p.client.Start(); err != nil {
+		p.client.Kill()
+		return nil, fmt.Errorf("start worker: %w", err)
+	}
+	conn, err := net.FileConn(hostEnd)
+	if err != nil {
+		p.client.Kill()
+		return nil, fmt.Errorf("worker session: %w", err)
+	}
+	p.peer = protocol.NewPeer(conn, peerCfg)
+	return p, nil
+}
+
+// pid is the worker's process id.
+func (p *process) pid() int { return p.runner.pid() }
+
+// exited is closed once the worker has been reaped.
+func (p *process) exited() <-chan struct{} { return p.runner.exited }
+
+// stop ends the worker: closing the session makes it exit on its own; one
+// that does not within exitWait is killed. It returns after the process has
+// been reaped and go-plugin's resources released.
+func (p *process) stop() {
+	_ = p.peer.Close()
+	select {
+	case <-p.exited():
+	case <-time.After(exitWait):
+		p.runner.signal(syscall.SIGKILL)
+	}
+	p.client.Kill()
+}
+
+// kill ends the worker at once.
+func (p *process) kill() {
+	p.runner.signal(syscall.SIGKILL)
+	_ = p.peer.Close()
+	p.client.Kill()
+}
+
+// exitError describes how the worker ended. It waits for the reap, which
+// follows the session's end by a few milliseconds.
+func (p *process) exitError(id int64) *protocol.Error {
+	select {
+	case <-p.exited():
+	case <-time.After(exitWait):
+		p.runner.signal(syscall.SIGKILL)
+		<-p.exited()
+	}
+	e := &protocol.Error{Code: protocol.CodeWorkerExit, InterpreterID: id, ExitCode: -1}
+	st := p.runner.state
+	if st != nil {
+		if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			e.Signal = ws.Signal().String()
+		} else {
+			e.ExitCode = st.ExitCode()
+		}
+	}
+	e.StderrTail = p.stderr.Tail()
+	if e.Signal != "" {
+		e.Msg = fmt.Sprintf("interpreter %d: worker process %d was %s", id, p.pid(), e.Signal)
+	} else {
+		e.Msg = fmt.Sprintf("interpreter %d: worker process %d exited with code %d", id, p.pid(), e.ExitCode)
+	}
+	return e
+}

@@ -1,0 +1,260 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/subinterp/subinterp/protocol"
+)
+
+// Supervisor owns a set of interpreters, each a worker process. All methods
+// are safe for concurrent use.
+type Supervisor struct {
+	cfg Config
+
+	mu      sync.RWMutex
+	nextID  int64
+	interps map[int64]*interp
+	closed  bool
+
+	watchers sync.WaitGroup
+}
+
+// interp is the supervisor's record of one interpreter.
+type interp struct {
+	id      int64
+	created time.Time
+	limits  Limits
+	stdout  io.Writer
+	proc    *process
+
+	running atomic.Bool // a call (or Close) holds the interpreter
+	closing atomic.Bool // Close or shutdown has begun: the end is ours, not a crash
+	calls   atomic.Int64
+
+	endOnce sync.Once
+	gone    chan struct{}   // closed when the interpreter no longer exists
+	exitErr *protocol.Error // why the worker ended, when it crashed; set before gone closes
+}
+
+// CreateOptions configure one interpreter. The zero value takes the
+// supervisor's defaults.
+type CreateOptions struct {
+	// Stdout receives the interpreter's print and io.write output; nil
+	// means Config.Stdout.
+	Stdout io.Writer
+	// Stdlib opens the full Lua standard library.
+	Stdlib bool
+	// Limits override Config.Defaults field by field.
+	Limits Limits
+}
+
+// Info describes a live interpreter.
+type Info struct {
+	ID      int64
+	Pid     int
+	Created time.Time
+	Running bool
+	Calls   int64
+}
+
+// New returns a Supervisor. No process starts until Create.
+func New(cfg Config) (*Supervisor, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Supervisor{cfg: cfg, interps: make(map[int64]*interp)}, nil
+}
+
+func notFound(id int64) *protocol.Error {
+	return &protocol.Error{Code: protocol.CodeNotFound, Msg: fmt.Sprintf("unrecognized interpreter ID %d", id), InterpreterID: id}
+}
+
+// Create spawns a worker and returns the new interpreter's ID.
+func (s *Supervisor) Create(ctx context.Context, opts CreateOptions) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, protocol.AsError(err)
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return 0, protocol.Errorf(protocol.CodeInterpreter, "interpreter creation failed: the supervisor is closed")
+	}
+	s.nextID++
+	id := s.nextID
+	s.mu.Unlock()
+
+	it := &interp{id: id, created: time.Now(), limits: opts.Limits.merge(s.cfg.Defaults), stdout: opts.Stdout, gone: make(chan struct{})}
+	if it.stdout == nil {
+		it.stdout = s.cfg.Stdout
+	}
+	wcfg := protocol.WorkerConfig{
+		InterpreterID: id,
+		Stdlib:        opts.Stdlib,
+		MemoryLimit:   it.limits.MemoryBytes,
+		CPULimitNs:    int64(it.limits.CPUPerCall),
+		OutputLimit:   it.limits.OutputBytes,
+	}
+	proc, err := startProcess(s.cfg, wcfg, protocol.PeerConfig{OnNotify: it.notify})
+	if err != nil {
+		return 0, &protocol.Error{Code: protocol.CodeInterpreter, Msg: "interpreter creation failed: " + err.Error()}
+	}
+	it.proc = proc
+
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		proc.stop()
+		return 0, protocol.Errorf(protocol.CodeInterpreter, "interpreter creation failed: the supervisor is closed")
+	}
+	s.interps[id] = it
+	s.watchers.Add(1)
+	s.mu.Unlock()
+	go s.watch(it)
+	return id, nil
+}
+
+// notify receives the worker's notifications on the session's reader, so
+// output is written before the response that follows it is delivered.
+func (it *interp) notify(method string, body []byte) {
+	if method != protocol.NotifyOutput {
+		return
+	}
+	var b []byte
+	if err := msgpack.Unmarshal(body, &b); err == nil && len(b) > 0 {
+		_, _ = it.stdout.Write(b)
+	}
+}
+
+// watch turns a worker's unexpected end into the end of its interpreter.
+func (s *Supervisor) watch(it *interp) {
+	defer s.watchers.Done()
+	<-it.proc.peer.Done()
+	if it.closing.Load() {
+		return
+	}
+	exitErr := it.proc.exitError(it.id)
+	s.end(it, exitErr)
+	it.proc.client.Kill() // releases go-plugin's goroutines and socket directory
+	s.cfg.Logger.Warn("worker ended", "interpreter", it.id, "error", exitErr.Msg)
+}
+
+// end removes it from the supervisor, once.
+func (s *Supervisor) end(it *interp, exitErr *protocol.Error) {
+	it.endOnce.Do(func() {
+		s.mu.Lock()
+		delete(s.interps, it.id)
+		s.mu.Unlock()
+		it.exitErr = exitErr
+		close(it.gone)
+	})
+}
+
+func (s *Supervisor) get(id int64) (*interp, error) {
+	if id < 0 {
+		return nil, protocol.Errorf(protocol.CodeInvalidArgument, "interpreter ID must be a non-negative int, got %d", id)
+	}
+	s.mu.RLock()
+	it := s.interps[id]
+	s.mu.RUnlock()
+	if it == nil || it.closing.Load() {
+		return nil, notFound(id)
+	}
+	return it, nil
+}
+
+// Exists reports whether id names a live interpreter.
+func (s *Supervisor) Exists(id int64) bool {
+	_, err := s.get(id)
+	return err == nil
+}
+
+// List describes the live interpreters, oldest first.
+func (s *Supervisor) List() []Info {
+	s.mu.RLock()
+	infos := make([]Info, 0, len(s.interps))
+	for _, it := range s.interps {
+		if it.closing.Load() {
+			continue
+		}
+		infos = append(infos, Info{ID: it.id, Pid: it.proc.pid(), Created: it.created, Running: it.running.Load(), Calls: it.calls.Load()})
+	}
+	s.mu.RUnlock()
+	sort.Slice(infos, func(i, j int) bool { return infos[i].ID < infos[j].ID })
+	return infos
+}
+
+// IsRunning reports whether a call is in progress in id.
+func (s *Supervisor) IsRunning(id int64) (bool, error) {
+	it, err := s.get(id)
+	if err != nil {
+		return false, err
+	}
+	return it.running.Load(), nil
+}
+
+// Pid returns the process id of id's worker.
+func (s *Supervisor) Pid(id int64) (int, error) {
+	it, err := s.get(id)
+	if err != nil {
+		return 0, err
+	}
+	return it.proc.pid(), nil
+}
+
+// CloseInterpreter ends id and reaps its worker. It fails with
+// CodeAlreadyRunning while a call is in progress.
+func (s *Supervisor) CloseInterpreter(id int64) error {
+	it, err := s.get(id)
+	if err != nil {
+		return err
+	}
+	if !it.running.CompareAndSwap(false, true) {
+		return alreadyRunning(id)
+	}
+	// running stays set: nothing may start in a closing interpreter.
+	if !it.closing.CompareAndSwap(false, true) {
+		return notFound(id)
+	}
+	s.end(it, nil)
+	it.proc.stop()
+	return nil
+}
+
+// Close ends every interpreter, running or not, and reaps their workers.
+func (s *Supervisor) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	all := make([]*interp, 0, len(s.interps))
+	for _, it := range s.interps {
+		all = append(all, it)
+	}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, it := range all {
+		if !it.closing.CompareAndSwap(false, true) {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.end(it, nil)
+			it.proc.stop()
+		}()
+	}
+	wg.Wait()
+	s.watchers.Wait()
+	return nil
+}
+
+func alreadyRunning(id int64) *protocol.Error {
+	return &protocol.Error{Code: protocol.CodeAlreadyRunning, Msg: "interpreter already running", InterpreterID: id}
+}

@@ -1,0 +1,76 @@
+package worker
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"runtime/debug"
+
+	"github.com/hashicorp/go-hclog"
+	plugin "github.com/hashicorp/go-plugin"
+
+	"github.com/subinterp/subinterp/protocol"
+)
+
+func init() {
+	if IsWorkerProcess() {
+		os.Exit(Main())
+	}
+}
+
+// IsWorkerProcess reports whether this process was started as a worker.
+func IsWorkerProcess() bool {
+	return len(os.Args) > 1 && os.Args[1] == protocol.WorkerArg &&
+		os.Getenv(protocol.Handshake.MagicCookieKey) == protocol.Handshake.MagicCookieValue
+}
+
+// Main runs a worker process to its end and returns its exit code. It must
+// run before anything writes to stdout: stdout carries go-plugin's handshake.
+func Main() int {
+	var cfg protocol.WorkerConfig
+	if s := os.Getenv(protocol.WorkerConfigEnv); s != "" {
+		if err := json.Unmarshal([]byte(s), &cfg); err != nil {
+			fmt.Fprintf(os.Stderr, "subinterp worker: bad %s: %v\n", protocol.WorkerConfigEnv, err)
+			return 2
+		}
+	}
+	// The worker must not read the host's terminal, and nothing it starts
+	// should see the cookie or the configuration.
+	if devnull, err := os.Open(os.DevNull); err == nil {
+		os.Stdin = devnull
+	}
+	os.Unsetenv(protocol.Handshake.MagicCookieKey)
+	os.Unsetenv(protocol.WorkerConfigEnv)
+	// One VM goroutine plus the session and the GC: more threads only cost
+	// memory when many workers run side by side.
+	if runtime.GOMAXPROCS(0) > 2 {
+		runtime.GOMAXPROCS(2)
+	}
+	// A runaway Go recursion (deeply nested coroutines) should die small
+	// and early rather than at the 1 GB default.
+	debug.SetMaxStack(256 << 20)
+
+	f := os.NewFile(protocol.WorkerConnFD, "subinterp-session")
+	conn, err := net.FileConn(f)
+	f.Close() // FileConn holds a close-on-exec duplicate; no child inherits the session
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "subinterp worker: no session on fd %d: %v\n", protocol.WorkerConnFD, err)
+		return 2
+	}
+	w := newWorker(cfg)
+	w.serve(conn)
+	go func() {
+		// The session is the lifeline: when it ends the supervisor has
+		// closed us or died, and the worker must not outlive it.
+		<-w.peer.Done()
+		os.Exit(0)
+	}()
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig: protocol.Handshake,
+		Plugins:         protocol.Plugins,
+		Logger:          hclog.New(&hclog.LoggerOptions{Level: hclog.Error, Output: os.Stderr, JSONFormat: true}),
+	})
+	return 0
+}

@@ -1,0 +1,192 @@
+package worker
+
+import (
+	"context"
+	"net"
+	"os"
+	"runtime"
+	"runtime/metrics"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/subinterp/subinterp/protocol"
+)
+
+// outputFlushDelay bounds how long printed bytes wait in the worker before
+// they are sent, so a long call's output streams instead of arriving at the
+// end, without a frame per print in a tight loop.
+const outputFlushDelay = 5 * time.Millisecond
+
+// outputFlushSize sends buffered output at once when it reaches this size.
+const outputFlushSize = 32 << 10
+
+type worker struct {
+	cfg  protocol.WorkerConfig
+	vm   *VM
+	peer *protocol.Peer
+
+	busy  sync.Mutex // held by the call in progress; gopher-lua is single-threaded
+	calls atomic.Int64
+
+	outMu     sync.Mutex
+	out       []byte
+	outTimer  *time.Timer
+	outBudget int64 // bytes this call may still write; <0 means unlimited
+}
+
+func newWorker(cfg protocol.WorkerConfig) *worker {
+	w := &worker{cfg: cfg, outBudget: -1}
+	w.vm = NewVM(VMConfig{Stdlib: cfg.Stdlib, Output: w.write})
+	return w
+}
+
+func (w *worker) serve(conn net.Conn) {
+	w.peer = protocol.NewPeer(conn, protocol.PeerConfig{Handlers: map[string]protocol.Handler{
+		protocol.MethodExec:        w.exec,
+		protocol.MethodCall:        w.call,
+		protocol.MethodPrepareMain: w.prepareMain,
+		protocol.MethodStats:       w.stats,
+	}})
+}
+
+// begin claims the VM for one call and arms its limits. The supervisor
+// already refuses a second call, so a busy VM here is a protocol error.
+func (w *worker) begin(ctx context.Context, timeoutNs int64) (context.Context, func(), error) {
+	if !w.busy.TryLock() {
+		return nil, nil, protocol.Errorf(protocol.CodeAlreadyRunning, "interpreter already running")
+	}
+	w.calls.Add(1)
+	w.outMu.Lock()
+	w.outBudget = -1
+	if w.cfg.OutputLimit > 0 {
+		w.outBudget = w.cfg.OutputLimit
+	}
+	w.outMu.Unlock()
+	cancel := context.CancelFunc(func() {})
+	if timeoutNs > 0 {
+		ctx, cancel = context.WithTimeoutCause(ctx, time.Duration(timeoutNs),
+			&protocol.Error{Code: protocol.CodeDeadlineExceeded, Msg: "call timed out: " + context.DeadlineExceeded.Error()})
+	}
+	return ctx, func() {
+		cancel()
+		w.flush()
+		w.busy.Unlock()
+	}, nil
+}
+
+func (w *worker) exec(ctx context.Context, body []byte) (any, error) {
+	var p protocol.ExecParams
+	if err := msgpack.Unmarshal(body, &p); err != nil {
+		return nil, protocol.Errorf(protocol.CodeProtocol, "exec params: %v", err)
+	}
+	ctx, end, err := w.begin(ctx, p.TimeoutNs)
+	if err != nil {
+		return nil, err
+	}
+	defer end()
+	return nil, w.vm.Exec(ctx, p.Source)
+}
+
+func (w *worker) call(ctx context.Context, body []byte) (any, error) {
+	var p protocol.CallParams
+	if err := msgpack.Unmarshal(body, &p); err != nil {
+		return nil, protocol.Errorf(protocol.CodeProtocol, "call params: %v", err)
+	}
+	ctx, end, err := w.begin(ctx, p.TimeoutNs)
+	if err != nil {
+		return nil, err
+	}
+	defer end()
+	res, err := w.vm.Call(ctx, p.Fn, p.Args)
+	if err != nil {
+		return nil, err
+	}
+	return msgpack.RawMessage(res), nil
+}
+
+func (w *worker) prepareMain(ctx context.Context, body []byte) (any, error) {
+	var p protocol.PrepareMainParams
+	if err := msgpack.Unmarshal(body, &p); err != nil {
+		return nil, protocol.Errorf(protocol.CodeProtocol, "prepare_main params: %v", err)
+	}
+	_, end, err := w.begin(ctx, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer end()
+	return nil, w.vm.PrepareMain(p.Names)
+}
+
+func (w *worker) stats(context.Context, []byte) (any, error) {
+	st := protocol.WorkerStats{Calls: w.calls.Load(), Goroutines: runtime.NumGoroutine()}
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		st.CPUNanos = ru.Utime.Nano() + ru.Stime.Nano()
+	}
+	st.RSSBytes = residentBytes()
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() == metrics.KindUint64 {
+		st.HeapBytes = int64(s[0].Value.Uint64())
+	}
+	return st, nil
+}
+
+// write receives the VM's output on the VM goroutine.
+func (w *worker) write(p []byte) error {
+	w.outMu.Lock()
+	var limitErr error
+	if w.outBudget >= 0 {
+		if int64(len(p)) > w.outBudget {
+			p = p[:w.outBudget]
+			limitErr = &protocol.Error{Code: protocol.CodeOutputLimit,
+				Msg: "output limit exceeded: the call may write at most " + strconv.FormatInt(w.cfg.OutputLimit, 10) + " bytes"}
+		}
+		w.outBudget -= int64(len(p))
+	}
+	w.out = append(w.out, p...)
+	full := len(w.out) >= outputFlushSize
+	if !full && w.outTimer == nil && len(w.out) > 0 {
+		w.outTimer = time.AfterFunc(outputFlushDelay, w.flush)
+	}
+	w.outMu.Unlock()
+	if full {
+		w.flush()
+	}
+	return limitErr
+}
+
+// flush sends buffered output. It holds outMu while sending so that chunks
+// leave in the order they were written.
+func (w *worker) flush() {
+	w.outMu.Lock()
+	defer w.outMu.Unlock()
+	if w.outTimer != nil {
+		w.outTimer.Stop()
+		w.outTimer = nil
+	}
+	if len(w.out) == 0 {
+		return
+	}
+	_ = w.peer.Notify(protocol.NotifyOutput, w.out)
+	w.out = w.out[:0]
+}
+
+func residentBytes() int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	fields := strings.Fields(string(b))
+	if len(fields) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseInt(fields[1], 10, 64)
+	return pages * int64(os.Getpagesize())
+}
