@@ -1,0 +1,16 @@
+package baseline
+
+import (
+	"os/exec"
+	"syscall"
+)
+
+func setParentDeathSignal(cmd *exec.Cmd) {
+	if !parentDeathSignal {
+		return
+	}
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+}
