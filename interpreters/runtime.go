@@ -3,6 +3,7 @@ package interpreters
 import (
 	"context"
 	"sync"
+	"weak"
 
 	"github.com/subinterp/subinterp/protocol"
 	"github.com/subinterp/subinterp/supervisor"
@@ -21,6 +22,7 @@ type backend interface {
 	Exists(id int64) bool
 	List() []supervisor.Info
 	Close() error
+	queueBackend
 }
 
 // Runtime is a set of interpreters with one main interpreter (the host)
@@ -39,6 +41,7 @@ type Runtime struct {
 
 	mu      sync.Mutex
 	interps map[int64]*Interpreter
+	queues  map[int64]weak.Pointer[Queue]
 	closed  bool
 }
 
@@ -53,7 +56,7 @@ func New(opts ...Option) *Runtime {
 }
 
 func newRuntime(o options, newB func() (backend, error)) *Runtime {
-	rt := &Runtime{opts: o, newB: newB, interps: make(map[int64]*Interpreter)}
+	rt := &Runtime{opts: o, newB: newB, interps: make(map[int64]*Interpreter), queues: make(map[int64]weak.Pointer[Queue])}
 	rt.main = &Interpreter{rt: rt, id: 0}
 	rt.codec = &protocol.Codec{QueueID: rt.queueID, Queue: rt.queueHandle}
 	return rt
@@ -163,6 +166,7 @@ func (rt *Runtime) Close() error {
 	rt.mu.Lock()
 	rt.closed = true
 	rt.interps = make(map[int64]*Interpreter)
+	rt.queues = make(map[int64]weak.Pointer[Queue])
 	rt.mu.Unlock()
 	// A runtime closed before its first use never starts a supervisor.
 	rt.startOnce.Do(func() { rt.startErr = errorf(ErrInterpreter, "the runtime is closed") })

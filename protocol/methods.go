@@ -65,3 +65,103 @@ type WorkerConfig struct {
 	// means none.
 	OutputLimit int64 `json:"output_limit,omitempty"`
 }
+
+// UnboundMode says what happens to a queue item when the interpreter that
+// put it is destroyed.
+type UnboundMode uint8
+
+// The unbound modes. Zero means "the queue's default" in a put.
+const (
+	UnboundReplace UnboundMode = 1 // Get returns the Unbound sentinel
+	UnboundError   UnboundMode = 2 // Get fails with CodeItemDestroyed, consuming the item
+	UnboundRemove  UnboundMode = 3 // the item is dropped at once
+)
+
+// Valid reports whether m is one of the three modes.
+func (m UnboundMode) Valid() bool { return m >= UnboundReplace && m <= UnboundRemove }
+
+// Methods a worker calls on its supervisor, for the Lua-side interpreters
+// module. The supervisor knows which interpreter is calling.
+const (
+	MethodQueueCreate   = "queue.create"      // QueueCreateParams → int64 id
+	MethodQueueInfo     = "queue.info"        // IDParams → QueueInfo
+	MethodQueuePut      = "queue.put"         // QueuePutParams → nil
+	MethodQueueGet      = "queue.get"         // QueueGetParams → QueueGetResult
+	MethodInterpCreate  = "interp.create"     // nil → int64 id
+	MethodInterpList    = "interp.list"       // nil → []int64, main first
+	MethodInterpExists  = "interp.exists"     // IDParams → bool
+	MethodInterpRunning = "interp.is_running" // IDParams → bool
+	MethodInterpClose   = "interp.close"      // IDParams → nil
+	MethodInterpExec    = "interp.exec"       // InterpExecParams → nil
+	MethodInterpCall    = "interp.call"       // InterpCallParams → msgpack array of results
+	MethodInterpPrepare = "interp.prepare"    // InterpPrepareParams → nil
+)
+
+// IDParams names an interpreter or a queue.
+type IDParams struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	ID       int64
+}
+
+// QueueCreateParams creates a queue.
+type QueueCreateParams struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	MaxSize  int
+	Unbound  UnboundMode
+}
+
+// QueueInfo describes a queue.
+type QueueInfo struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	MaxSize  int
+	Unbound  UnboundMode
+	Size     int
+}
+
+// QueuePutParams puts one item. Without Block a full queue fails at once;
+// with it the put waits, for at most TimeoutNs when that is positive.
+type QueuePutParams struct {
+	_msgpack  struct{} `msgpack:",as_array"`
+	ID        int64
+	Value     msgpack.RawMessage
+	Unbound   UnboundMode // 0: the queue's default
+	Block     bool
+	TimeoutNs int64
+}
+
+// QueueGetParams takes one item, blocking as QueuePutParams does.
+type QueueGetParams struct {
+	_msgpack  struct{} `msgpack:",as_array"`
+	ID        int64
+	Block     bool
+	TimeoutNs int64
+}
+
+// QueueGetResult is one item: Unbound, or a Value.
+type QueueGetResult struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Unbound  bool
+	Value    msgpack.RawMessage
+}
+
+// InterpExecParams runs a chunk in another interpreter.
+type InterpExecParams struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	ID       int64
+	Source   string
+}
+
+// InterpCallParams calls a function in another interpreter.
+type InterpCallParams struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	ID       int64
+	Fn       string
+	Args     msgpack.RawMessage
+}
+
+// InterpPrepareParams binds globals in another interpreter.
+type InterpPrepareParams struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	ID       int64
+	Names    msgpack.RawMessage
+}

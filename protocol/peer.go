@@ -107,7 +107,7 @@ func (p *Peer) Go(method string, params any) (*Call, error) {
 	if p.err != nil {
 		err := p.err
 		p.mu.Unlock()
-		return nil, err
+		return nil, closedError(err)
 	}
 	p.nextID++
 	c.ID = p.nextID
@@ -132,7 +132,6 @@ func (p *Peer) Go(method string, params any) (*Call, error) {
 // Cancel asks the other side to cancel c and stops waiting for it: c
 // completes with err unless its response has already arrived.
 func (p *Peer) Cancel(c *Call, err error) {
-	_ = p.Notify(MethodCancel, c.ID)
 	p.mu.Lock()
 	_, ok := p.pending[c.ID]
 	delete(p.pending, c.ID)
@@ -141,6 +140,7 @@ func (p *Peer) Cancel(c *Call, err error) {
 		c.Err = err
 		close(c.Done)
 	}
+	_ = p.Notify(MethodCancel, c.ID)
 }
 
 // Call sends a request and waits for its result. When ctx ends first the

@@ -403,3 +403,60 @@ func (c *Codec) MarshalList(items []any, t Tier) ([]byte, error) {
 	}
 	return buf.Bytes(), nil
 }
+
+// QueueIDs returns the IDs of the queue handles inside the msgpack value b,
+// so whoever forwards a value knows which queues it carries without
+// decoding it. Malformed input yields what was found before the fault.
+func QueueIDs(b []byte) []int64 {
+	if bytes.IndexByte(b, 0xd7) < 0 && bytes.IndexByte(b, 0xc7) < 0 {
+		return nil // no fixext8 or ext8 header: no queue handle
+	}
+	dec := msgpack.GetDecoder()
+	defer msgpack.PutDecoder(dec)
+	dec.Reset(bytes.NewReader(b))
+	var ids []int64
+	_ = scanQueueIDs(dec, &ids, 0)
+	return ids
+}
+
+func scanQueueIDs(dec *msgpack.Decoder, ids *[]int64, depth int) error {
+	if depth > MaxDepth {
+		return malformed("value nested deeper than %d", MaxDepth)
+	}
+	code, err := dec.PeekCode()
+	if err != nil {
+		return err
+	}
+	switch {
+	case msgpcode.IsFixedArray(code) || code == msgpcode.Array16 || code == msgpcode.Array32:
+		n, err := dec.DecodeArrayLen()
+		if err != nil {
+			return err
+		}
+		for i := 0; i < n; i++ {
+			if err := scanQueueIDs(dec, ids, depth+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	case msgpcode.IsFixedMap(code) || code == msgpcode.Map16 || code == msgpcode.Map32:
+		n, err := dec.DecodeMapLen()
+		if err != nil {
+			return err
+		}
+		for i := 0; i < 2*n; i++ {
+			if err := scanQueueIDs(dec, ids, depth+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	case msgpcode.IsExt(code):
+		id, err := decodeQueueExt(dec)
+		if err != nil {
+			return err
+		}
+		*ids = append(*ids, id)
+		return nil
+	}
+	return dec.Skip()
+}

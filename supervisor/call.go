@@ -19,16 +19,28 @@ func (s *Supervisor) Exec(ctx context.Context, id int64, src string) error {
 }
 
 // Call calls the function expression fn in id with args, a msgpack array
-// of fallback-tier values, and returns the results as a msgpack array.
+// of fallback-tier values, and returns the results as a msgpack array. The
+// queues inside the results are retained once each for the host.
 func (s *Supervisor) Call(ctx context.Context, id int64, fn string, args []byte) ([]byte, error) {
-	return s.call(ctx, id, protocol.MethodCall, func(timeout int64) any {
+	return s.callIn(ctx, id, fn, args, 0)
+}
+
+// callIn is Call on behalf of interpreter by (0: the host).
+func (s *Supervisor) callIn(ctx context.Context, id int64, fn string, args []byte, by int64) ([]byte, error) {
+	s.holdQueues(id, args)
+	res, err := s.call(ctx, id, protocol.MethodCall, func(timeout int64) any {
 		return &protocol.CallParams{Fn: fn, Args: args, TimeoutNs: timeout}
 	})
+	if err == nil {
+		s.deliver(by, res)
+	}
+	return res, err
 }
 
 // PrepareMain binds the entries of names, a msgpack map of strict-tier
 // values, as globals of id: all or none.
 func (s *Supervisor) PrepareMain(ctx context.Context, id int64, names []byte) error {
+	s.holdQueues(id, names)
 	_, err := s.call(ctx, id, protocol.MethodPrepareMain, func(int64) any {
 		return &protocol.PrepareMainParams{Names: names}
 	})

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"time"
 
@@ -47,6 +48,9 @@ func startProcess(cfg Config, wcfg protocol.WorkerConfig, peerCfg protocol.PeerC
 	if tmp := os.Getenv("TMPDIR"); tmp != "" {
 		cmd.Env = append(cmd.Env, "TMPDIR="+tmp)
 	}
+	// A race-enabled build (a `go test -race` binary is its own worker)
+	// otherwise sleeps a second at every exit, which every Close would wait.
+	cmd.Env = append(cmd.Env, "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
 	cmd.ExtraFiles = []*os.File{workerEnd} // fd 3 = protocol.WorkerConnFD
 	cmd.SysProcAttr = workerSysProcAttr()
 
@@ -70,6 +74,9 @@ func startProcess(cfg Config, wcfg protocol.WorkerConfig, peerCfg protocol.PeerC
 	})
 	if _, err := p.client.Start(); err != nil {
 		p.client.Kill()
+		if tail := p.stderr.Tail(); tail != "" {
+			return nil, fmt.Errorf("start worker: %w; its stderr ends:\n%s", err, tail)
+		}
 		return nil, fmt.Errorf("start worker: %w", err)
 	}
 	conn, err := net.FileConn(hostEnd)

@@ -24,6 +24,8 @@ type Supervisor struct {
 	interps map[int64]*interp
 	closed  bool
 
+	qs queues
+
 	watchers sync.WaitGroup
 }
 
@@ -103,7 +105,7 @@ func (s *Supervisor) Create(ctx context.Context, opts CreateOptions) (int64, err
 		CPULimitNs:    int64(it.limits.CPUPerCall),
 		OutputLimit:   it.limits.OutputBytes,
 	}
-	proc, err := startProcess(s.cfg, wcfg, protocol.PeerConfig{OnNotify: it.notify})
+	proc, err := startProcess(s.cfg, wcfg, protocol.PeerConfig{OnNotify: it.notify, Handlers: s.callbacks(id)})
 	if err != nil {
 		return 0, &protocol.Error{Code: protocol.CodeInterpreter, Msg: "interpreter creation failed: " + err.Error()}
 	}
@@ -154,6 +156,8 @@ func (s *Supervisor) end(it *interp, exitErr *protocol.Error) {
 		delete(s.interps, it.id)
 		s.mu.Unlock()
 		it.exitErr = exitErr
+		s.unbindItems(it.id)
+		s.releaseHolder(it.id)
 		close(it.gone)
 	})
 }

@@ -36,12 +36,12 @@ func Main() int {
 			return 2
 		}
 	}
-	// The worker must not read the host's terminal, and nothing it starts
-	// should see the cookie or the configuration.
+	// The worker must not read the host's terminal. The cookie stays set:
+	// go-plugin's Serve checks it; a program a trusted script starts sees it
+	// but is not started with protocol.WorkerArg, so it is no worker.
 	if devnull, err := os.Open(os.DevNull); err == nil {
 		os.Stdin = devnull
 	}
-	os.Unsetenv(protocol.Handshake.MagicCookieKey)
 	os.Unsetenv(protocol.WorkerConfigEnv)
 	// One VM goroutine plus the session and the GC: more threads only cost
 	// memory when many workers run side by side.

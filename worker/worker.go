@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
+	lua "github.com/yuin/gopher-lua"
 
 	"github.com/subinterp/subinterp/protocol"
 )
@@ -42,7 +43,14 @@ type worker struct {
 
 func newWorker(cfg protocol.WorkerConfig) *worker {
 	w := &worker{cfg: cfg, outBudget: -1}
-	w.vm = NewVM(VMConfig{Stdlib: cfg.Stdlib, Output: w.write})
+	m := newLuaModule(w)
+	w.vm = NewVM(VMConfig{
+		Stdlib:  cfg.Stdlib,
+		Output:  w.write,
+		Codec:   m.codec(),
+		Modules: map[string]lua.LGFunction{"interpreters": m.open},
+	})
+	m.init(w.vm.L())
 	return w
 }
 

@@ -1,0 +1,117 @@
+package integration
+
+import (
+	"testing"
+
+	"github.com/subinterp/subinterp/internal/baseline"
+	"github.com/subinterp/subinterp/interpreters"
+)
+
+// The benchmarks below put subinterp beside its baselines in one run, so
+// ratios hold on a noisy machine: the floor is a raw unix-socket msgpack
+// ping-pong between two processes, the peer a stock go-plugin net/rpc echo
+// plugin.
+
+// BenchmarkRoundTrip measures one trivial call and its reply.
+func BenchmarkRoundTrip(b *testing.B) {
+	b.Run("floor-raw-unix-msgpack", func(b *testing.B) {
+		raw, err := baseline.StartRaw()
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer raw.Close()
+		conn, err := raw.Conn()
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer conn.Close()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if _, err := conn.Echo(int64(i)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("go-plugin-netrpc", func(b *testing.B) {
+		p, err := baseline.StartPlugin()
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer p.Close()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if _, err := p.Echo(int64(i)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("in-process-gopher-lua", func(b *testing.B) {
+		l := baseline.NewInProcessLua()
+		defer l.Close()
+		for i := 0; i < b.N; i++ {
+			if _, err := l.Call(int64(i)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("subinterp-call", func(b *testing.B) {
+		rt := interpreters.New()
+		defer rt.Close()
+		interp, err := rt.Create()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := interp.Exec(`function echo(x) return x end`); err != nil {
+			b.Fatal(err)
+		}
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if _, err := interp.Call("echo", i); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkLaunch measures starting a worker until it answers.
+func BenchmarkLaunch(b *testing.B) {
+	b.Run("go-plugin-launch", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if err := baseline.LaunchPlugin(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("subinterp-create-cold", func(b *testing.B) {
+		rt := interpreters.New()
+		defer rt.Close()
+		for i := 0; i < b.N; i++ {
+			interp, err := rt.Create()
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			if err := interp.Close(); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+	})
+	b.Run("subinterp-create-call-close", func(b *testing.B) {
+		// The same span as go-plugin-launch: start, first call, stop.
+		rt := interpreters.New()
+		defer rt.Close()
+		for i := 0; i < b.N; i++ {
+			interp, err := rt.Create()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := interp.Call("tostring", i); err != nil {
+				b.Fatal(err)
+			}
+			if err := interp.Close(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

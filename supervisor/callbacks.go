@@ -1,0 +1,159 @@
+package supervisor
+
+import (
+	"context"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/subinterp/subinterp/protocol"
+)
+
+// callbacks serve the requests a worker makes for its Lua-side interpreters
+// module: queues and other interpreters. from is the calling interpreter.
+// Each request runs in its own goroutine, so a blocked queue get holds up
+// nothing else; its context ends when the worker cancels it (the Lua call
+// was interrupted) or the worker dies.
+func (s *Supervisor) callbacks(from int64) map[string]protocol.Handler {
+	return map[string]protocol.Handler{
+		protocol.MethodQueueCreate: func(_ context.Context, body []byte) (any, error) {
+			var p protocol.QueueCreateParams
+			if err := decodeParams(body, &p); err != nil {
+				return nil, err
+			}
+			return s.createQueue(p.MaxSize, p.Unbound, from)
+		},
+		protocol.MethodQueueInfo: func(_ context.Context, body []byte) (any, error) {
+			var p protocol.IDParams
+			if err := decodeParams(body, &p); err != nil {
+				return nil, err
+			}
+			info, err := s.Queue(p.ID)
+			if err != nil {
+				return nil, err
+			}
+			return &protocol.QueueInfo{MaxSize: info.MaxSize, Unbound: info.Unbound, Size: info.Size}, nil
+		},
+		protocol.MethodQueuePut: func(ctx context.Context, body []byte) (any, error) {
+			var p protocol.QueuePutParams
+			if err := decodeParams(body, &p); err != nil {
+				return nil, err
+			}
+			ctx, cancel := withTimeout(ctx, p.TimeoutNs)
+			defer cancel()
+			return nil, s.QueuePut(ctx, p.ID, p.Value, from, p.Unbound, p.Block)
+		},
+		protocol.MethodQueueGet: func(ctx context.Context, body []byte) (any, error) {
+			var p protocol.QueueGetParams
+			if err := decodeParams(body, &p); err != nil {
+				return nil, err
+			}
+			ctx, cancel := withTimeout(ctx, p.TimeoutNs)
+			defer cancel()
+			item, err := s.queueGet(ctx, p.ID, p.Block, from)
+			if err != nil {
+				return nil, err
+			}
+			return &protocol.QueueGetResult{Unbound: item.Unbound, Value: item.Data}, nil
+		},
+		protocol.MethodInterpCreate: func(ctx context.Context, _ []byte) (any, error) {
+			return s.Create(ctx, CreateOptions{})
+		},
+		protocol.MethodInterpList: func(context.Context, []byte) (any, error) {
+			infos := s.List()
+			ids := make([]int64, 0, len(infos)+1)
+			ids = append(ids, 0)
+			for _, in := range infos {
+				ids = append(ids, in.ID)
+			}
+			return ids, nil
+		},
+		protocol.MethodInterpExists: func(_ context.Context, body []byte) (any, error) {
+			var p protocol.IDParams
+			if err := decodeParams(body, &p); err != nil {
+				return nil, err
+			}
+			return p.ID == 0 || s.Exists(p.ID), nil
+		},
+		protocol.MethodInterpRunning: func(_ context.Context, body []byte) (any, error) {
+			var p protocol.IDParams
+			if err := decodeParams(body, &p); err != nil {
+				return nil, err
+			}
+			if p.ID == 0 {
+				return true, nil
+			}
+			return s.IsRunning(p.ID)
+		},
+		protocol.MethodInterpClose: func(_ context.Context, body []byte) (any, error) {
+			var p protocol.IDParams
+			if err := decodeParams(body, &p); err != nil {
+				return nil, err
+			}
+			if err := restricted(p.ID, "destroy"); err != nil {
+				return nil, err
+			}
+			if p.ID == from {
+				return nil, protocol.Errorf(protocol.CodeInterpreter, "interpreter %d cannot close itself", from)
+			}
+			return nil, s.CloseInterpreter(p.ID)
+		},
+		protocol.MethodInterpExec: func(ctx context.Context, body []byte) (any, error) {
+			var p protocol.InterpExecParams
+			if err := decodeParams(body, &p); err != nil {
+				return nil, err
+			}
+			if err := restricted(p.ID, "exec code for"); err != nil {
+				return nil, err
+			}
+			return nil, s.Exec(ctx, p.ID, p.Source)
+		},
+		protocol.MethodInterpCall: func(ctx context.Context, body []byte) (any, error) {
+			var p protocol.InterpCallParams
+			if err := decodeParams(body, &p); err != nil {
+				return nil, err
+			}
+			if err := restricted(p.ID, "make a call in"); err != nil {
+				return nil, err
+			}
+			res, err := s.callIn(ctx, p.ID, p.Fn, p.Args, from)
+			if err != nil {
+				return nil, err
+			}
+			return msgpack.RawMessage(res), nil
+		},
+		protocol.MethodInterpPrepare: func(ctx context.Context, body []byte) (any, error) {
+			var p protocol.InterpPrepareParams
+			if err := decodeParams(body, &p); err != nil {
+				return nil, err
+			}
+			if err := restricted(p.ID, "update __main__ for"); err != nil {
+				return nil, err
+			}
+			return nil, s.PrepareMain(ctx, p.ID, p.Names)
+		},
+	}
+}
+
+// restricted refuses operations on the main interpreter, which is the host
+// and not driven from Lua, as CPython refuses them on its main interpreter.
+func restricted(id int64, op string) error {
+	if id == 0 {
+		return protocol.Errorf(protocol.CodeInterpreter, "cannot %s unrecognized interpreter %d", op, id)
+	}
+	return nil
+}
+
+func decodeParams(body []byte, v any) error {
+	if err := msgpack.Unmarshal(body, v); err != nil {
+		return protocol.Errorf(protocol.CodeProtocol, "params: %v", err)
+	}
+	return nil
+}
+
+func withTimeout(ctx context.Context, ns int64) (context.Context, context.CancelFunc) {
+	if ns > 0 {
+		return context.WithTimeout(ctx, time.Duration(ns))
+	}
+	return ctx, func() {}
+}

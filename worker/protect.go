@@ -1,0 +1,189 @@
+package worker
+
+import (
+	lua "github.com/yuin/gopher-lua"
+)
+
+// pframe is one protected call in progress. Protected calls nest strictly
+// on the VM goroutine, across coroutines too (a resume is a nested Go call),
+// so the innermost one is always the last of VM.pstack, and it is the one
+// whose PCall invokes the error function.
+type pframe struct {
+	L         *lua.LState
+	base      int            // absolute register of the called function
+	handler   *lua.LFunction // xpcall's message handler, or nil
+	trace     bool           // render a traceback for the caller
+	handled   bool           // the error function ran
+	traceback string
+}
+
+// protect calls the function below the nargs arguments on L's stack, as
+// L.PCall does, without gopher-lua's upvalue bugs (see luafix.go). With
+// trace set, the traceback at the error site is returned with the error.
+// Go code that runs Lua inside a call must use this (VM.ProtectedCall),
+// never L.PCall, which would re-break an enclosing protected call.
+func (vm *VM) protect(L *lua.LState, nargs, nret int, handler *lua.LFunction, trace bool) (string, error) {
+	base := absTop(L) - nargs - 1
+	snap := len(vm.liveUV)
+	vm.liveUV = snapshotOpenUpvalues(vm.liveUV, L, base+1)
+	vm.pstack = append(vm.pstack, pframe{L: L, base: base, handler: handler, trace: trace})
+	saved := hasErrorFunc(L)
+
+	err := L.PCall(nargs, nret, vm.errfunc)
+
+	setHasErrorFunc(L, saved)
+	top := len(vm.pstack) - 1
+	fr := vm.pstack[top]
+	vm.pstack[top] = pframe{}
+	vm.pstack = vm.pstack[:top]
+	if err != nil && !fr.handled {
+		reopenUpvalues(L, vm.liveUV[snap:])
+	}
+	clear(vm.liveUV[snap:])
+	vm.liveUV = vm.liveUV[:snap]
+	return fr.traceback, err
+}
+
+// onError is the error function of every protected call. It runs at the
+// error site, before PCall unwinds the registers: the one moment the failed
+// frames' upvalues can be closed with the values they should keep.
+func (vm *VM) onError(L *lua.LState) int {
+	obj := L.Get(1)
+	i := len(vm.pstack) - 1
+	if i < 0 || vm.pstack[i].L != L {
+		L.Push(obj)
+		return 1
+	}
+	// PCall cleared the flag before calling us; an error raised from here
+	// on must not close the live frames' upvalues either.
+	setHasErrorFunc(L, true)
+	fr := &vm.pstack[i]
+	fr.handled = true
+	if fr.trace {
+		fr.traceback = traceback(L, vm.entry)
+	}
+	closeUpvaluesFrom(L, fr.base+1)
+	if h := fr.handler; h != nil {
+		// fr is not used past this point: the nested call may move pstack.
+		L.Push(h)
+		L.Push(obj)
+		if _, err := vm.protect(L, 1, 1, nil, false); err != nil {
+			obj = lua.LString("error in error handling")
+		} else {
+			obj = L.Get(-1)
+			L.Pop(1)
+		}
+	}
+	L.Push(obj)
+	return 1
+}
+
+// errorObject is the Lua value an error from protect carries.
+func errorObject(err error) lua.LValue {
+	if ae, ok := err.(*lua.ApiError); ok {
+		return ae.Object
+	}
+	return lua.LString(err.Error())
+}
+
+// checkInterrupt re-raises a pending interrupt at once, so that a caught
+// error never hides it, not even for one instruction.
+func checkInterrupt(L *lua.LState) {
+	ctx := L.Context()
+	if ctx == nil {
+		return
+	}
+	select {
+	case <-ctx.Done():
+		L.RaiseError("%s", ctx.Err())
+	default:
+	}
+}
+
+// basePCall replaces pcall.
+func (vm *VM) basePCall(L *lua.LState) int {
+	v := L.CheckAny(1)
+	if v.Type() != lua.LTFunction && L.GetMetaField(v, "__call").Type() != lua.LTFunction {
+		L.Push(lua.LFalse)
+		L.Push(lua.LString("attempt to call a " + v.Type().String() + " value"))
+		return 2
+	}
+	if _, err := vm.protect(L, L.GetTop()-1, lua.MultRet, nil, false); err != nil {
+		checkInterrupt(L)
+		L.Push(lua.LFalse)
+		L.Push(errorObject(err))
+		return 2
+	}
+	L.Insert(lua.LTrue, 1)
+	return L.GetTop()
+}
+
+// baseXPCall replaces xpcall. Arguments after the handler are passed to
+// the function, as in Lua 5.2; Lua 5.1 code passes none.
+func (vm *VM) baseXPCall(L *lua.LState) int {
+	fn := L.CheckAny(1)
+	handler := L.CheckFunction(2)
+	top := L.GetTop()
+	L.Push(fn)
+	for i := 3; i <= top; i++ {
+		L.Push(L.Get(i))
+	}
+	if _, err := vm.protect(L, top-2, lua.MultRet, handler, false); err != nil {
+		checkInterrupt(L)
+		L.Push(lua.LFalse)
+		L.Push(errorObject(err))
+		return 2
+	}
+	L.Insert(lua.LTrue, top+1)
+	return L.GetTop() - top
+}
+
+// adoptContext makes th run under L's context. gopher-lua gives a
+// coroutine a child of the context current when it was created, so a
+// generator made in one call would die with the end of that call, and one
+// made outside any call would never be interruptible.
+func adoptContext(L, th *lua.LState) {
+	if ctx := L.Context(); ctx != nil {
+		if th.Context() != ctx {
+			th.SetContext(ctx)
+		}
+	} else if th.Context() != nil {
+		th.RemoveContext()
+	}
+}
+
+// coResume replaces coroutine.resume.
+func (vm *VM) coResume(L *lua.LState) int {
+	adoptContext(L, L.CheckThread(1))
+	return vm.origResume(L)
+}
+
+// coWrap replaces coroutine.wrap: it keeps gopher-lua's wrapper (which
+// carries the error semantics of a wrapped coroutine) and puts a closure in
+// front of it that hands the coroutine the current context on every call.
+func (vm *VM) coWrap(L *lua.LState) int {
+	if n := vm.origWrap(L); n != 1 {
+		return n
+	}
+	cl, ok := L.Get(-1).(*lua.LFunction)
+	if !ok || !cl.IsG || len(cl.Upvalues) != 1 {
+		return 1
+	}
+	th, ok := cl.Upvalues[0].Value().(*lua.LState)
+	if !ok {
+		return 1
+	}
+	vm.origWrapAux = cl.GFunction
+	L.Pop(1)
+	L.Push(L.NewClosure(vm.wrapAux, th))
+	return 1
+}
+
+// wrapAux is the function coroutine.wrap returns. Its upvalue 1 is the
+// coroutine, where gopher-lua's own wrapper expects it.
+func (vm *VM) wrapAux(L *lua.LState) int {
+	if th, ok := L.Get(lua.UpvalueIndex(1)).(*lua.LState); ok {
+		adoptContext(L, th)
+	}
+	return vm.origWrapAux(L)
+}
