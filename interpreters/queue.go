@@ -79,7 +79,7 @@ func (rt *Runtime) CreateQueue(maxsize int, opts ...QueueOption) (*Queue, error)
 	if !protocol.UnboundMode(mode).Valid() {
 		return nil, errorf(ErrInvalidArgument, "unsupported unbound mode %d", mode)
 	}
-	b, err := rt.backend()
+	b, err := rt.queueBackend()
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +92,7 @@ func (rt *Runtime) CreateQueue(maxsize int, opts ...QueueOption) (*Queue, error)
 
 // LookupQueue returns the runtime's queue with the given ID.
 func (rt *Runtime) LookupQueue(id int64) (*Queue, error) {
-	b, err := rt.backend()
+	b, err := rt.queueBackend()
 	if err != nil {
 		return nil, err
 	}
@@ -187,7 +187,7 @@ func (q *Queue) String() string { return "Queue(" + itoa(q.id) + ")" }
 
 // QSize returns the number of items in the queue.
 func (q *Queue) QSize() (int, error) {
-	b, err := q.rt.backend()
+	b, err := q.rt.queueBackend()
 	if err != nil {
 		return 0, err
 	}
@@ -240,7 +240,7 @@ func (q *Queue) put(ctx context.Context, v any, block bool, opts []PutOption) er
 	if err != nil {
 		return fromWire(err)
 	}
-	b, err := q.rt.backend()
+	b, err := q.rt.queueBackend()
 	if err != nil {
 		return err
 	}
@@ -263,7 +263,7 @@ func (q *Queue) GetContext(ctx context.Context) (any, error) { return q.get(ctx,
 func (q *Queue) GetNowait() (any, error) { return q.get(context.Background(), false) }
 
 func (q *Queue) get(ctx context.Context, block bool) (any, error) {
-	b, err := q.rt.backend()
+	b, err := q.rt.queueBackend()
 	if err != nil {
 		return nil, err
 	}

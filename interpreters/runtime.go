@@ -64,6 +64,9 @@ func newRuntime(o options, newB func() (backend, error)) *Runtime {
 
 func (rt *Runtime) backend() (backend, error) {
 	rt.startOnce.Do(func() { rt.b, rt.startErr = rt.newB() })
+	if rt.startErr == errRuntimeClosed {
+		return nil, errRuntimeClosed
+	}
 	if rt.startErr != nil {
 		return nil, &opError{msg: "interpreter runtime failed to start: " + rt.startErr.Error(), kind: ErrInterpreter, cause: rt.startErr}
 	}
@@ -71,9 +74,22 @@ func (rt *Runtime) backend() (backend, error) {
 	closed := rt.closed
 	rt.mu.Unlock()
 	if closed {
-		return nil, errorf(ErrInterpreter, "the runtime is closed")
+		return nil, errRuntimeClosed
 	}
 	return rt.b, nil
+}
+
+// errRuntimeClosed: a closed runtime's interpreters are gone.
+var errRuntimeClosed = &opError{msg: "the runtime is closed", kind: ErrInterpreterNotFound}
+
+// queueBackend is backend for queue operations, whose queues are gone too
+// once the runtime is closed.
+func (rt *Runtime) queueBackend() (backend, error) {
+	b, err := rt.backend()
+	if err == errRuntimeClosed {
+		return nil, &opError{msg: "the runtime is closed", kind: ErrQueueNotFound}
+	}
+	return b, err
 }
 
 // Create starts a new interpreter in its own worker process.
@@ -169,7 +185,7 @@ func (rt *Runtime) Close() error {
 	rt.queues = make(map[int64]weak.Pointer[Queue])
 	rt.mu.Unlock()
 	// A runtime closed before its first use never starts a supervisor.
-	rt.startOnce.Do(func() { rt.startErr = errorf(ErrInterpreter, "the runtime is closed") })
+	rt.startOnce.Do(func() { rt.startErr = errRuntimeClosed })
 	if rt.b != nil {
 		return rt.b.Close()
 	}

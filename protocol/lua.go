@@ -166,6 +166,9 @@ func (c *LuaCodec) IsShareable(v lua.LValue) bool {
 
 // Unmarshal decodes one value from b.
 func (c *LuaCodec) Unmarshal(L *lua.LState, b []byte) (lua.LValue, error) {
+	if err := wellFormed(b); err != nil {
+		return lua.LNil, err
+	}
 	dec := msgpack.GetDecoder()
 	defer msgpack.PutDecoder(dec)
 	r := bytes.NewReader(b)
@@ -182,6 +185,9 @@ func (c *LuaCodec) Unmarshal(L *lua.LState, b []byte) (lua.LValue, error) {
 
 // UnmarshalList decodes a msgpack array from b into Lua values.
 func (c *LuaCodec) UnmarshalList(L *lua.LState, b []byte) ([]lua.LValue, error) {
+	if err := wellFormed(b); err != nil {
+		return nil, err
+	}
 	dec := msgpack.GetDecoder()
 	defer msgpack.PutDecoder(dec)
 	r := bytes.NewReader(b)

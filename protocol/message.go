@@ -153,6 +153,9 @@ func AppendMessage(dst []byte, m *Message) ([]byte, error) {
 // input: whatever is not exactly one well-formed message is a
 // CodeProtocol *Error. Body aliases frame.
 func DecodeMessage(frame []byte) (*Message, error) {
+	if err := wellFormed(frame); err != nil {
+		return nil, err
+	}
 	r := bytes.NewReader(frame)
 	dec := msgpack.GetDecoder()
 	defer msgpack.PutDecoder(dec)

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -184,10 +185,12 @@ func (p *Peer) writeFrame(fe *frameEncoder) error {
 }
 
 func (p *Peer) readLoop() {
+	// One read syscall usually brings a whole small frame, header and body.
+	r := bufio.NewReaderSize(p.conn, 64<<10)
 	var err error
 	for {
 		var frame []byte
-		frame, err = ReadFrame(p.conn, nil)
+		frame, err = ReadFrame(r, nil)
 		if err != nil {
 			break
 		}

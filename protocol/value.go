@@ -226,13 +226,18 @@ func (c *Codec) encodeReflect(enc *msgpack.Encoder, rv reflect.Value, t Tier, de
 	return notShareable("%s is not shareable", rv.Type())
 }
 
-// Unmarshal decodes one value from b into its normalised Go form.
+// Unmarshal decodes one value from b into its normalised Go form: nil,
+// bool, int64 (for every integral number within ±MaxSafeInt), float64,
+// string (str and bin alike), []any, map[string]any and queue handles.
 func (c *Codec) Unmarshal(b []byte) (any, error) {
+	if err := wellFormed(b); err != nil {
+		return nil, err
+	}
 	dec := msgpack.GetDecoder()
 	defer msgpack.PutDecoder(dec)
 	r := bytes.NewReader(b)
 	dec.Reset(r)
-	v, err := c.Decode(dec)
+	v, err := c.decode(dec, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -240,13 +245,6 @@ func (c *Codec) Unmarshal(b []byte) (any, error) {
 		return nil, malformed("%d trailing bytes after value", r.Len())
 	}
 	return v, nil
-}
-
-// Decode reads one value in its normalised Go form: nil, bool, int64 (for
-// every integral number within ±MaxSafeInt), float64, string (str and bin
-// alike), []any, map[string]any and queue handles.
-func (c *Codec) Decode(dec *msgpack.Decoder) (any, error) {
-	return c.decode(dec, 0)
 }
 
 func (c *Codec) decode(dec *msgpack.Decoder, depth int) (any, error) {
