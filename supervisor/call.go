@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"io"
 	"syscall"
 	"time"
 
@@ -84,6 +85,10 @@ func (s *Supervisor) call(ctx context.Context, id int64, method string, params f
 		return nil, notFound(id)
 	}
 	it.calls.Add(1)
+	if w, ok := ctx.Value(outputKey{}).(io.Writer); ok && w != nil {
+		it.callOut.Store(&w)
+		defer it.callOut.Store(nil)
+	}
 
 	// The worker enforces the deadline itself, without a round trip; the
 	// supervisor only steps in when the worker cannot.

@@ -37,8 +37,9 @@ type interp struct {
 	stdout  io.Writer
 	proc    *process
 
-	running atomic.Bool // a call (or Close) holds the interpreter
-	closing atomic.Bool // Close or shutdown has begun: the end is ours, not a crash
+	callOut atomic.Pointer[io.Writer] // output of the call in progress, when its caller asked for it (WithOutput)
+	running atomic.Bool               // a call (or Close) holds the interpreter
+	closing atomic.Bool               // Close or shutdown has begun: the end is ours, not a crash
 	calls   atomic.Int64
 
 	endOnce sync.Once
@@ -131,9 +132,23 @@ func (it *interp) notify(method string, body []byte) {
 		return
 	}
 	var b []byte
-	if err := msgpack.Unmarshal(body, &b); err == nil && len(b) > 0 {
-		_, _ = it.stdout.Write(b)
+	if err := msgpack.Unmarshal(body, &b); err != nil || len(b) == 0 {
+		return
 	}
+	w := it.stdout
+	if out := it.callOut.Load(); out != nil {
+		w = *out
+	}
+	_, _ = w.Write(b)
+}
+
+type outputKey struct{}
+
+// WithOutput returns a context under which a call's output goes to w
+// instead of the interpreter's own writer: a daemon sends each caller the
+// output of its own calls.
+func WithOutput(ctx context.Context, w io.Writer) context.Context {
+	return context.WithValue(ctx, outputKey{}, w)
 }
 
 // watch turns a worker's unexpected end into the end of its interpreter.
