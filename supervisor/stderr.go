@@ -10,34 +10,65 @@ import (
 // report carries.
 const stderrTailLines = 20
 
-// tailBuffer keeps the last bytes a worker wrote to stderr, for crash
-// reports; a Go panic's first lines are what explain a crash.
+// tailBuffer keeps what a worker wrote to stderr for crash reports: the
+// last bytes, and the first bytes of the most recent Go panic or fatal
+// error, whose cause heads a goroutine dump far longer than the tail.
 type tailBuffer struct {
-	mu  sync.Mutex
-	buf []byte
-	max int
+	mu    sync.Mutex
+	buf   []byte // the last maxTail bytes
+	cause []byte // the first bytes from the latest "panic: " or "fatal error: "
 }
 
-func newTailBuffer() *tailBuffer { return &tailBuffer{max: 16 << 10} }
+const (
+	maxTail  = 16 << 10
+	maxCause = 2 << 10
+)
+
+var crashMarkers = [][]byte{[]byte("panic: "), []byte("fatal error: ")}
+
+func newTailBuffer() *tailBuffer { return &tailBuffer{} }
 
 func (t *tailBuffer) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	for _, m := range crashMarkers {
+		if i := bytes.Index(p, m); i >= 0 {
+			t.cause = append(t.cause[:0], p[i:min(len(p), i+maxCause)]...)
+			break
+		}
+	}
 	t.buf = append(t.buf, p...)
-	if over := len(t.buf) - t.max; over > 0 {
+	if over := len(t.buf) - maxTail; over > 0 {
 		t.buf = append(t.buf[:0], t.buf[over:]...)
 	}
 	return len(p), nil
 }
 
-// Tail returns the last stderrTailLines lines.
+// Tail returns the crash's cause, if there was one, then the last
+// stderrTailLines lines.
 func (t *tailBuffer) Tail() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	b := bytes.TrimRight(t.buf, "\n")
-	lines := strings.Split(string(b), "\n")
+	lines := strings.Split(string(bytes.TrimRight(t.buf, "\n")), "\n")
 	if len(lines) > stderrTailLines {
 		lines = lines[len(lines)-stderrTailLines:]
 	}
-	return strings.Join(lines, "\n")
+	tail := strings.Join(lines, "\n")
+	if len(t.cause) == 0 {
+		return tail
+	}
+	cause := strings.Split(string(t.cause), "\n")
+	cause = cause[:min(len(cause), 3)]
+	head := strings.Join(cause, "\n")
+	if strings.Contains(tail, head) {
+		return tail
+	}
+	return head + "\n...\n" + tail
+}
+
+// contains reports whether the kept stderr contains s.
+func (t *tailBuffer) contains(s string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return bytes.Contains(t.cause, []byte(s)) || bytes.Contains(t.buf, []byte(s))
 }

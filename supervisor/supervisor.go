@@ -159,6 +159,12 @@ func (s *Supervisor) watch(it *interp) {
 		return
 	}
 	exitErr := it.proc.exitError(it.id)
+	if it.limits.MemoryBytes > 0 && it.proc.stderr.contains("out of memory") {
+		// The kernel's hard limit ended it (RLIMIT_AS fails the Go
+		// runtime's next allocation, which it reports and dies of).
+		exitErr.Cause = protocol.CodeMemoryLimit
+		exitErr.Msg += " (memory limit exceeded)"
+	}
 	s.end(it, exitErr)
 	it.proc.client.Kill() // releases go-plugin's goroutines and socket directory
 	s.cfg.Logger.Warn("worker ended", "interpreter", it.id, "error", exitErr.Msg)

@@ -81,7 +81,11 @@ func (w *worker) begin(ctx context.Context, timeoutNs int64) (context.Context, f
 		ctx, cancel = context.WithTimeoutCause(ctx, time.Duration(timeoutNs),
 			&protocol.Error{Code: protocol.CodeDeadlineExceeded, Msg: "call timed out: " + context.DeadlineExceeded.Error()})
 	}
+	ctx, cancelLimit := context.WithCancelCause(ctx)
+	stopWatch := w.watch(cancelLimit)
 	return ctx, func() {
+		stopWatch()
+		cancelLimit(nil)
 		cancel()
 		w.flush()
 		w.busy.Unlock()

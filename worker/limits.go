@@ -1,0 +1,109 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime/debug"
+	"runtime/metrics"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/subinterp/subinterp/protocol"
+)
+
+// watchInterval is how often a running call's memory and CPU time are
+// checked. Reading runtime/metrics does not stop the world, unlike
+// runtime.ReadMemStats, so the check costs the running Lua nothing.
+const watchInterval = 5 * time.Millisecond
+
+// hardMemorySlack is what the kernel's hard limit allows above the soft
+// limit, for the Go runtime's own overhead and the soft limit's reaction
+// time; the soft limit is the one scripts are meant to meet.
+const hardMemorySlack = 1 << 30
+
+// applyProcessLimits sets what the worker process as a whole may use: the
+// Go runtime collects harder near the soft memory limit, and the kernel
+// ends the process past the hard one.
+func applyProcessLimits(cfg protocol.WorkerConfig) {
+	if cfg.MemoryLimit <= 0 {
+		return
+	}
+	debug.SetMemoryLimit(cfg.MemoryLimit)
+	// RLIMIT_AS counts address space, and a Go process reserves far more
+	// than it touches: the limit is what is reserved now plus the budget.
+	if vm := virtualBytes(); vm > 0 {
+		limit := uint64(vm) + uint64(cfg.MemoryLimit)*2 + hardMemorySlack
+		_ = syscall.Setrlimit(syscall.RLIMIT_AS, &syscall.Rlimit{Cur: limit, Max: limit})
+	}
+}
+
+// virtualBytes is the process's current VmSize.
+func virtualBytes() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmSize:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+func heapBytes() uint64 {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
+}
+
+// memoryError is the soft memory limit's failure: a script error of type
+// MemoryError that is also a memory-limit error.
+func memoryError(limit int64) *protocol.Error {
+	msg := fmt.Sprintf("memory limit of %d bytes exceeded", limit)
+	return &protocol.Error{Code: protocol.CodeExecutionFailed, Type: "MemoryError", Msg: msg,
+		Formatted: "MemoryError: " + msg, Cause: protocol.CodeMemoryLimit}
+}
+
+func cpuError(limit time.Duration) *protocol.Error {
+	return protocol.Errorf(protocol.CodeCPULimit, "CPU time limit of %s per call exceeded", limit)
+}
+
+// watch enforces the per-call limits while a call runs, by ending the
+// call's context with the limit's error as its cause; the VM stops at its
+// next instruction and reports that cause. The returned func stops it.
+func (w *worker) watch(cancel context.CancelCauseFunc) func() {
+	mem, cpu := w.cfg.MemoryLimit, time.Duration(w.cfg.CPULimitNs)
+	if mem <= 0 && cpu <= 0 {
+		return func() {}
+	}
+	cpuStart := cpuSeconds()
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(watchInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			if mem > 0 && heapBytes() > uint64(mem) {
+				cancel(memoryError(mem))
+				return
+			}
+			if cpu > 0 && time.Duration((cpuSeconds()-cpuStart)*1e9) > cpu {
+				cancel(cpuError(cpu))
+				return
+			}
+		}
+	}()
+	return func() { close(done) }
+}
