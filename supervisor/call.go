@@ -45,6 +45,13 @@ func (s *Supervisor) PrepareMain(ctx context.Context, id int64, names []byte) er
 	_, err := s.call(ctx, id, protocol.MethodPrepareMain, func(int64) any {
 		return &protocol.PrepareMainParams{Names: names}
 	})
+	if err == nil {
+		if it, gerr := s.get(id); gerr == nil && it.policy != nil {
+			it.bindMu.Lock()
+			it.bindings = append(it.bindings, names) // replayed into a restarted worker
+			it.bindMu.Unlock()
+		}
+	}
 	return err
 }
 
@@ -56,9 +63,10 @@ func (s *Supervisor) Stats(ctx context.Context, id int64) (protocol.WorkerStats,
 	if err != nil {
 		return st, err
 	}
-	res, err := it.proc.peer.Call(ctx, protocol.MethodStats, nil)
+	p := it.p()
+	res, err := p.peer.Call(ctx, protocol.MethodStats, nil)
 	if err != nil {
-		return st, s.sessionError(it, err)
+		return st, s.sessionError(it, p, err)
 	}
 	if err := msgpack.Unmarshal(res, &st); err != nil {
 		return st, protocol.Errorf(protocol.CodeProtocol, "stats: %v", err)
@@ -77,7 +85,7 @@ func (s *Supervisor) call(ctx context.Context, id int64, method string, params f
 	if err != nil {
 		return nil, err
 	}
-	if !it.running.CompareAndSwap(false, true) {
+	if it.restarting.Load() || !it.running.CompareAndSwap(false, true) {
 		return nil, alreadyRunning(id)
 	}
 	defer it.running.Store(false)
@@ -98,9 +106,10 @@ func (s *Supervisor) call(ctx context.Context, id int64, method string, params f
 			timeout = max(d, 1)
 		}
 	}
-	c, err := it.proc.peer.Go(method, params(int64(timeout)))
+	p := it.p()
+	c, err := p.peer.Go(method, params(int64(timeout)))
 	if err != nil {
-		return nil, s.sessionError(it, err)
+		return nil, s.sessionError(it, p, err)
 	}
 	var hardStop <-chan time.Time
 	if timeout > 0 {
@@ -113,18 +122,18 @@ func (s *Supervisor) call(ctx context.Context, id int64, method string, params f
 	case <-c.Done:
 	case <-ctx.Done():
 		interrupted = ctx.Err()
-		_ = it.proc.peer.Notify(protocol.MethodCancel, c.ID)
+		_ = p.peer.Notify(protocol.MethodCancel, c.ID)
 		grace := time.NewTimer(s.cfg.KillGrace)
 		select {
 		case <-c.Done:
 		case <-grace.C:
-			s.kill(it)
+			p.runner.signal(syscall.SIGKILL)
 			<-c.Done
 		}
 		grace.Stop()
 	case <-hardStop:
 		interrupted = context.DeadlineExceeded
-		s.kill(it)
+		p.runner.signal(syscall.SIGKILL)
 		<-c.Done
 	}
 	if c.Err == nil {
@@ -145,14 +154,14 @@ func (s *Supervisor) call(ctx context.Context, id int64, method string, params f
 		return nil, ie
 	}
 	if e.Code == protocol.CodeClosed {
-		return nil, s.sessionError(it, c.Err)
+		return nil, s.sessionError(it, p, c.Err)
 	}
 	return nil, e
 }
 
-// sessionError explains a failed session: an interpreter being closed is
-// not found; one whose worker died reports how it died.
-func (s *Supervisor) sessionError(it *interp, err error) error {
+// sessionError explains a failed session with worker p: an interpreter
+// being closed is not found; one whose worker died reports how it died.
+func (s *Supervisor) sessionError(it *interp, p *process, err error) error {
 	e := protocol.AsError(err)
 	if e.Code != protocol.CodeClosed {
 		return e
@@ -160,14 +169,8 @@ func (s *Supervisor) sessionError(it *interp, err error) error {
 	if it.closing.Load() {
 		return notFound(it.id)
 	}
-	<-it.gone
-	if it.exitErr != nil {
-		return it.exitErr
+	if exitErr := p.deathCause(); exitErr != nil {
+		return exitErr
 	}
 	return notFound(it.id)
-}
-
-// kill ends a worker that will not stop; its interpreter is gone.
-func (s *Supervisor) kill(it *interp) {
-	it.proc.runner.signal(syscall.SIGKILL)
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -25,6 +26,23 @@ type process struct {
 	runner *workerRunner
 	peer   *protocol.Peer
 	stderr *tailBuffer
+
+	stopOnce sync.Once
+	dead     chan struct{}   // closed by markDead once the watcher knows how the worker ended
+	exitErr  *protocol.Error // how it ended, when it crashed; nil when it was stopped
+}
+
+// markDead records how the worker ended and wakes calls waiting to know.
+func (p *process) markDead(exitErr *protocol.Error) {
+	p.exitErr = exitErr
+	close(p.dead)
+}
+
+// deathCause waits for the watcher's verdict on a worker whose session
+// ended: its exit error when it crashed, nil when it was stopped.
+func (p *process) deathCause() *protocol.Error {
+	<-p.dead
+	return p.exitErr
 }
 
 // startProcess spawns a worker and returns once it has handshaken. peerCfg
@@ -54,7 +72,7 @@ func startProcess(cfg Config, wcfg protocol.WorkerConfig, peerCfg protocol.PeerC
 	cmd.ExtraFiles = []*os.File{workerEnd} // fd 3 = protocol.WorkerConnFD
 	cmd.SysProcAttr = workerSysProcAttr()
 
-	p := &process{stderr: newTailBuffer()}
+	p := &process{stderr: newTailBuffer(), dead: make(chan struct{})}
 	p.client = plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  protocol.Handshake,
 		Plugins:          protocol.Plugins,
@@ -98,20 +116,15 @@ func (p *process) exited() <-chan struct{} { return p.runner.exited }
 // that does not within exitWait is killed. It returns after the process has
 // been reaped and go-plugin's resources released.
 func (p *process) stop() {
-	_ = p.peer.Close()
-	select {
-	case <-p.exited():
-	case <-time.After(exitWait):
-		p.runner.signal(syscall.SIGKILL)
-	}
-	p.client.Kill()
-}
-
-// kill ends the worker at once.
-func (p *process) kill() {
-	p.runner.signal(syscall.SIGKILL)
-	_ = p.peer.Close()
-	p.client.Kill()
+	p.stopOnce.Do(func() {
+		_ = p.peer.Close()
+		select {
+		case <-p.exited():
+		case <-time.After(exitWait):
+			p.runner.signal(syscall.SIGKILL)
+		}
+		p.client.Kill()
+	})
 }
 
 // exitError describes how the worker ended. It waits for the reap, which

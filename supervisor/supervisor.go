@@ -27,6 +27,10 @@ type Supervisor struct {
 	qs queues
 
 	watchers sync.WaitGroup
+
+	created   atomic.Int64 // interpreters created, for Totals
+	crashed   atomic.Int64 // workers that ended on their own, for Totals
+	restarted atomic.Int64 // workers a restart policy brought back, for Totals
 }
 
 // interp is the supervisor's record of one interpreter.
@@ -35,17 +39,26 @@ type interp struct {
 	created time.Time
 	limits  Limits
 	stdout  io.Writer
-	proc    *process
+	wcfg    protocol.WorkerConfig
+	policy  *RestartPolicy
+	proc    atomic.Pointer[process] // replaced when a restart policy respawns the worker
 
-	callOut atomic.Pointer[io.Writer] // output of the call in progress, when its caller asked for it (WithOutput)
-	running atomic.Bool               // a call (or Close) holds the interpreter
-	closing atomic.Bool               // Close or shutdown has begun: the end is ours, not a crash
-	calls   atomic.Int64
+	callOut    atomic.Pointer[io.Writer] // output of the call in progress, when its caller asked for it (WithOutput)
+	running    atomic.Bool               // a call (or Close) holds the interpreter
+	restarting atomic.Bool               // a restart policy is bringing a new worker up
+	closing    atomic.Bool               // Close or shutdown has begun: the end is ours, not a crash
+	calls      atomic.Int64
+
+	restarts []time.Time // when the policy restarted the worker; only the watcher touches it
+	bindMu   sync.Mutex
+	bindings [][]byte // PrepareMain payloads, replayed into a restarted worker
 
 	endOnce sync.Once
-	gone    chan struct{}   // closed when the interpreter no longer exists
-	exitErr *protocol.Error // why the worker ended, when it crashed; set before gone closes
+	gone    chan struct{} // closed when the interpreter no longer exists
 }
+
+// p is the interpreter's current worker.
+func (it *interp) p() *process { return it.proc.Load() }
 
 // CreateOptions configure one interpreter. The zero value takes the
 // supervisor's defaults.
@@ -57,6 +70,9 @@ type CreateOptions struct {
 	Stdlib bool
 	// Limits override Config.Defaults field by field.
 	Limits Limits
+	// Restart, when set, respawns a worker that dies instead of ending the
+	// interpreter.
+	Restart *RestartPolicy
 }
 
 // Info describes a live interpreter.
@@ -95,22 +111,22 @@ func (s *Supervisor) Create(ctx context.Context, opts CreateOptions) (int64, err
 	id := s.nextID
 	s.mu.Unlock()
 
-	it := &interp{id: id, created: time.Now(), limits: opts.Limits.merge(s.cfg.Defaults), stdout: opts.Stdout, gone: make(chan struct{})}
+	it := &interp{id: id, created: time.Now(), limits: opts.Limits.merge(s.cfg.Defaults), stdout: opts.Stdout, policy: opts.Restart, gone: make(chan struct{})}
 	if it.stdout == nil {
 		it.stdout = s.cfg.Stdout
 	}
-	wcfg := protocol.WorkerConfig{
+	it.wcfg = protocol.WorkerConfig{
 		InterpreterID: id,
 		Stdlib:        opts.Stdlib,
 		MemoryLimit:   it.limits.MemoryBytes,
 		CPULimitNs:    int64(it.limits.CPUPerCall),
 		OutputLimit:   it.limits.OutputBytes,
 	}
-	proc, err := startProcess(s.cfg, wcfg, protocol.PeerConfig{OnNotify: it.notify, Handlers: s.callbacks(id)})
+	proc, err := s.spawn(ctx, it)
 	if err != nil {
 		return 0, &protocol.Error{Code: protocol.CodeInterpreter, Msg: "interpreter creation failed: " + err.Error()}
 	}
-	it.proc = proc
+	it.proc.Store(proc)
 
 	s.mu.Lock()
 	if s.closed {
@@ -121,6 +137,7 @@ func (s *Supervisor) Create(ctx context.Context, opts CreateOptions) (int64, err
 	s.interps[id] = it
 	s.watchers.Add(1)
 	s.mu.Unlock()
+	s.created.Add(1)
 	go s.watch(it)
 	return id, nil
 }
@@ -151,32 +168,43 @@ func WithOutput(ctx context.Context, w io.Writer) context.Context {
 	return context.WithValue(ctx, outputKey{}, w)
 }
 
-// watch turns a worker's unexpected end into the end of its interpreter.
+// watch turns a worker's unexpected end into the end of its interpreter,
+// or, under a restart policy, into a new worker.
 func (s *Supervisor) watch(it *interp) {
 	defer s.watchers.Done()
-	<-it.proc.peer.Done()
-	if it.closing.Load() {
+	for {
+		p := it.p()
+		<-p.peer.Done()
+		if it.closing.Load() {
+			p.markDead(nil)
+			return
+		}
+		exitErr := p.exitError(it.id)
+		if it.limits.MemoryBytes > 0 && p.stderr.contains("out of memory") {
+			// The kernel's hard limit ended it (RLIMIT_AS fails the Go
+			// runtime's next allocation, which it reports and dies of).
+			exitErr.Cause = protocol.CodeMemoryLimit
+			exitErr.Msg += " (memory limit exceeded)"
+		}
+		p.markDead(exitErr)
+		s.crashed.Add(1)
+		p.client.Kill() // releases go-plugin's goroutines and socket directory
+		s.cfg.Logger.Warn("worker ended", "interpreter", it.id, "error", exitErr.Msg)
+		s.unbindItems(it.id) // the worker's items are gone with it, restart or not
+		if it.policy != nil && s.restart(it, exitErr) {
+			continue
+		}
+		s.end(it)
 		return
 	}
-	exitErr := it.proc.exitError(it.id)
-	if it.limits.MemoryBytes > 0 && it.proc.stderr.contains("out of memory") {
-		// The kernel's hard limit ended it (RLIMIT_AS fails the Go
-		// runtime's next allocation, which it reports and dies of).
-		exitErr.Cause = protocol.CodeMemoryLimit
-		exitErr.Msg += " (memory limit exceeded)"
-	}
-	s.end(it, exitErr)
-	it.proc.client.Kill() // releases go-plugin's goroutines and socket directory
-	s.cfg.Logger.Warn("worker ended", "interpreter", it.id, "error", exitErr.Msg)
 }
 
 // end removes it from the supervisor, once.
-func (s *Supervisor) end(it *interp, exitErr *protocol.Error) {
+func (s *Supervisor) end(it *interp) {
 	it.endOnce.Do(func() {
 		s.mu.Lock()
 		delete(s.interps, it.id)
 		s.mu.Unlock()
-		it.exitErr = exitErr
 		s.unbindItems(it.id)
 		s.releaseHolder(it.id)
 		close(it.gone)
@@ -210,7 +238,7 @@ func (s *Supervisor) List() []Info {
 		if it.closing.Load() {
 			continue
 		}
-		infos = append(infos, Info{ID: it.id, Pid: it.proc.pid(), Created: it.created, Running: it.running.Load(), Calls: it.calls.Load()})
+		infos = append(infos, Info{ID: it.id, Pid: it.p().pid(), Created: it.created, Running: it.running.Load() || it.restarting.Load(), Calls: it.calls.Load()})
 	}
 	s.mu.RUnlock()
 	sort.Slice(infos, func(i, j int) bool { return infos[i].ID < infos[j].ID })
@@ -223,7 +251,7 @@ func (s *Supervisor) IsRunning(id int64) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return it.running.Load(), nil
+	return it.running.Load() || it.restarting.Load(), nil
 }
 
 // Pid returns the process id of id's worker.
@@ -232,7 +260,7 @@ func (s *Supervisor) Pid(id int64) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return it.proc.pid(), nil
+	return it.p().pid(), nil
 }
 
 // CloseInterpreter ends id and reaps its worker. It fails with
@@ -249,8 +277,8 @@ func (s *Supervisor) CloseInterpreter(id int64) error {
 	if !it.closing.CompareAndSwap(false, true) {
 		return notFound(id)
 	}
-	s.end(it, nil)
-	it.proc.stop()
+	s.end(it)
+	it.p().stop()
 	return nil
 }
 
@@ -271,8 +299,8 @@ func (s *Supervisor) Close() error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.end(it, nil)
-			it.proc.stop()
+			s.end(it)
+			it.p().stop()
 		}()
 	}
 	wg.Wait()

@@ -162,35 +162,35 @@ func sourcePointer(src string, line, col int) string {
 	return "  " + src + "\n  " + strings.Repeat(" ", col-1) + "^\n"
 }
 
-// checkNesting rejects ASTs deeper than the compiler can take. Its own
-// recursion stops at the limits, so it is safe on any parse tree.
+// checkNesting rejects ASTs that gopher-lua's compiler cannot take or
+// miscompiles. Its own recursion stops at the limits, so it is safe on any
+// parse tree.
 func checkNesting(chunk []ast.Stmt, name string) *protocol.Error {
 	c := nestChecker{}
 	c.stmts(chunk, 0, 0)
-	switch {
-	case c.tooDeep:
-		return syntaxError(fmt.Sprintf("%s:%d: chunk has too many syntax levels", name, c.line))
-	case c.tooLong:
-		return syntaxError(fmt.Sprintf("%s:%d: table constructor has more than %d list items", name, c.line, maxListFields))
+	if c.problem == "" {
+		return nil
 	}
-	return nil
+	return syntaxError(fmt.Sprintf("%s:%d: %s", name, c.line, c.problem))
 }
 
 type nestChecker struct {
-	tooDeep bool
-	tooLong bool
+	problem string // set once, which stops the walk
 	line    int
+}
+
+func (c *nestChecker) fail(n ast.PositionHolder, problem string) {
+	c.problem, c.line = problem, n.Line()
 }
 
 // enter accounts for one more node at (level, chain); it reports whether
 // the walk may go on.
 func (c *nestChecker) enter(n ast.PositionHolder, level, chain int) bool {
-	if c.tooDeep || c.tooLong {
+	if c.problem != "" {
 		return false
 	}
 	if level > maxSyntaxLevels || chain > maxChainLength {
-		c.tooDeep = true
-		c.line = n.Line()
+		c.fail(n, "chunk has too many syntax levels")
 		return false
 	}
 	return true
@@ -198,7 +198,7 @@ func (c *nestChecker) enter(n ast.PositionHolder, level, chain int) bool {
 
 func (c *nestChecker) stmts(ss []ast.Stmt, level, chain int) {
 	for _, s := range ss {
-		if c.tooDeep || c.tooLong {
+		if c.problem != "" {
 			return
 		}
 		c.stmt(s, level, chain)
@@ -207,7 +207,7 @@ func (c *nestChecker) stmts(ss []ast.Stmt, level, chain int) {
 
 func (c *nestChecker) exprs(es []ast.Expr, level, chain int) {
 	for _, e := range es {
-		if c.tooDeep || c.tooLong {
+		if c.problem != "" {
 			return
 		}
 		c.expr(e, level, chain)
@@ -315,12 +315,11 @@ func (c *nestChecker) expr(e ast.Expr, level, chain int) {
 			}
 		}
 		if items > maxListFields {
-			c.tooLong = true
-			c.line = e.Line()
+			c.fail(e, fmt.Sprintf("table constructor has more than %d list items", maxListFields))
 			return
 		}
 		for _, f := range e.Fields {
-			if c.tooDeep || c.tooLong {
+			if c.problem != "" {
 				return
 			}
 			if f.Key != nil {

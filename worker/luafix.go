@@ -25,9 +25,13 @@ import (
 // passes an error function (which keeps raiseError from closing anything),
 // saves and restores hasErrorFunc around PCall, and closes exactly the failed
 // frames' upvalues from inside the error function, while the registers still
-// hold the values. That needs a few unexported fields; their layout is
-// checked once at start-up and a mismatch (a gopher-lua upgrade) panics
-// rather than corrupting memory.
+// hold the values. When the error function cannot even be called (the call
+// stack or the registry is full), gopher-lua closes every upvalue of the
+// thread; protect then reopens those of the frames that live on.
+//
+// That needs a few unexported fields. Their layout is checked once at
+// start-up, and a mismatch (a gopher-lua upgrade) panics rather than
+// corrupting memory.
 var luaLayout struct {
 	hasErrorFunc uintptr // LState.hasErrorFunc bool
 	currentFrame uintptr // LState.currentFrame *callFrame

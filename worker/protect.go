@@ -60,7 +60,11 @@ func (vm *VM) onError(L *lua.LState) int {
 	fr := &vm.pstack[i]
 	fr.handled = true
 	if fr.trace {
-		fr.traceback = traceback(L, vm.entry)
+		name := ""
+		if vm.target.proto == nil {
+			name = vm.target.fn
+		}
+		fr.traceback = traceback(L, vm.entry, name)
 	}
 	closeUpvaluesFrom(L, fr.base+1)
 	if h := fr.handler; h != nil {

@@ -19,9 +19,9 @@ const (
 // linear in the depth (gopher-lua's own traceback is quadratic) and it
 // prints one line for any number of tail calls (gopher-lua prints one per
 // tail call, which takes seconds after an endless tail-call loop). Leading
-// Go frames (error, assert) and skip, the entry function of a Call, are
-// left out.
-func traceback(L *lua.LState, skip *lua.LFunction) string {
+// Go frames (error, assert) and entry, the Go function a Call runs its
+// target from, are left out; the target's frame is called entryName.
+func traceback(L *lua.LState, entry *lua.LFunction, entryName string) string {
 	var lines []string
 	leading := true
 	f := currentFrame(L)
@@ -30,14 +30,18 @@ func traceback(L *lua.LState, skip *lua.LFunction) string {
 	}
 	for ; f != nil; f = frameParent(f) {
 		fn := frameFn(f)
-		if fn == nil || (fn == skip && skip != nil) {
+		if fn == nil || fn == entry {
 			continue
 		}
 		if fn.IsG && leading {
 			continue
 		}
 		leading = false
-		lines = append(lines, "\t"+describeFrame(L, f, fn))
+		name := ""
+		if p := frameParent(f); p != nil && frameFn(p) == entry {
+			name = entryName
+		}
+		lines = append(lines, "\t"+describeFrame(L, f, fn, name))
 		if !fn.IsG && frameTailCalls(f) > 0 {
 			lines = append(lines, "\t(...tail calls...)")
 		}
@@ -56,12 +60,16 @@ func traceback(L *lua.LState, skip *lua.LFunction) string {
 	return b.String()
 }
 
-func describeFrame(L *lua.LState, f frame, fn *lua.LFunction) string {
+// describeFrame renders one frame; name, when set, is how the caller
+// named the function.
+func describeFrame(L *lua.LState, f frame, fn *lua.LFunction, name string) string {
 	d := frameDebug(f)
 	if _, err := L.GetInfo("nSl", d, lua.LNil); err != nil {
 		return "?"
 	}
-	name := d.Name
+	if name == "" {
+		name = d.Name
+	}
 	if fn.IsG {
 		if name == "" || name[0] == '(' || name[0] == '<' {
 			return "[G]: ?"

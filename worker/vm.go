@@ -173,7 +173,8 @@ func (vm *VM) Call(ctx context.Context, fn string, args []byte) ([]byte, error) 
 	defer L.SetTop(0)
 	t := callTarget{fn: fn}
 	if !isNamePath(fn) {
-		p, perr := vm.compile("expr", vm.cfg.ChunkName, "return ("+fn+")")
+		// The newline keeps a trailing comment in fn from eating the ")".
+		p, perr := vm.compile("expr", vm.cfg.ChunkName, "return ("+fn+"\n)")
 		if perr != nil {
 			return nil, perr
 		}
