@@ -19,6 +19,7 @@ import (
 type interruptCtx struct {
 	parent context.Context
 	done   chan struct{}
+	unlink func() bool // detaches it from parent
 
 	mu    sync.Mutex
 	err   error
@@ -82,4 +83,17 @@ func (c *interruptCtx) stop(err error) {
 	for _, f := range funcs {
 		f()
 	}
+}
+
+// armInterrupt returns an interrupt context that ends when parent does.
+func armInterrupt(parent context.Context) *interruptCtx {
+	ic := newInterruptCtx(parent)
+	ic.unlink = context.AfterFunc(parent, func() { ic.stop(parent.Err()) })
+	return ic
+}
+
+// disarm detaches c from its parent and ends it.
+func (c *interruptCtx) disarm() {
+	c.unlink()
+	c.stop(context.Canceled)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
 	"strconv"
@@ -19,19 +20,26 @@ import (
 // runtime.ReadMemStats, so the check costs the running Lua nothing.
 const watchInterval = 5 * time.Millisecond
 
+// hardMemoryFactor is how far past the soft limit a call's heap may grow,
+// after a MemoryError was raised, before the call is ended uncatchably.
+const hardMemoryFactor = 1.5
+
 // hardMemorySlack is what the kernel's hard limit allows above the soft
 // limit, for the Go runtime's own overhead and the soft limit's reaction
 // time; the soft limit is the one scripts are meant to meet.
 const hardMemorySlack = 1 << 30
 
 // applyProcessLimits sets what the worker process as a whole may use: the
-// Go runtime collects harder near the soft memory limit, and the kernel
-// ends the process past the hard one.
+// Go runtime collects harder near the memory limit, and the kernel ends the
+// process past the hard one.
 func applyProcessLimits(cfg protocol.WorkerConfig) {
 	if cfg.MemoryLimit <= 0 {
 		return
 	}
-	debug.SetMemoryLimit(cfg.MemoryLimit)
+	// The Go runtime's own limit sits above the point where calls are ended:
+	// set at the soft limit, it would make the collector thrash long before
+	// the watch sees the heap cross it.
+	debug.SetMemoryLimit(int64(float64(cfg.MemoryLimit)*hardMemoryFactor) + hardMemorySlack/4)
 	// RLIMIT_AS counts address space, and a Go process reserves far more
 	// than it touches: the limit is what is reserved now plus the budget.
 	if vm := virtualBytes(); vm > 0 {
@@ -76,9 +84,12 @@ func cpuError(limit time.Duration) *protocol.Error {
 	return protocol.Errorf(protocol.CodeCPULimit, "CPU time limit of %s per call exceeded", limit)
 }
 
-// watch enforces the per-call limits while a call runs, by ending the
-// call's context with the limit's error as its cause; the VM stops at its
-// next instruction and reports that cause. The returned func stops it.
+// watch enforces the per-call limits while a call runs. Past the memory
+// limit the VM raises a MemoryError that pcall can catch; the watch re-arms
+// once the heap is back under the limit, and a heap that keeps growing to
+// hardMemoryFactor times the limit ends the call for good, as the CPU limit
+// does at once: by ending the call's context with the limit's error as its
+// cause. The returned func stops the watch.
 func (w *worker) watch(cancel context.CancelCauseFunc) func() {
 	mem, cpu := w.cfg.MemoryLimit, time.Duration(w.cfg.CPULimitNs)
 	if mem <= 0 && cpu <= 0 {
@@ -89,15 +100,29 @@ func (w *worker) watch(cancel context.CancelCauseFunc) func() {
 	go func() {
 		t := time.NewTicker(watchInterval)
 		defer t.Stop()
+		tripped := false
 		for {
 			select {
 			case <-done:
 				return
 			case <-t.C:
 			}
-			if mem > 0 && heapBytes() > uint64(mem) {
-				cancel(memoryError(mem))
-				return
+			if mem > 0 {
+				switch heap := heapBytes(); {
+				case heap > uint64(float64(mem)*hardMemoryFactor):
+					cancel(memoryError(mem))
+					return
+				case heap > uint64(mem) && !tripped:
+					// The heap counts garbage not yet swept: only memory
+					// still in use after a collection is over the limit.
+					runtime.GC()
+					if heapBytes() > uint64(mem) {
+						w.vm.SoftInterrupt(memoryError(mem))
+						tripped = true
+					}
+				case heap <= uint64(mem):
+					tripped = false
+				}
 			}
 			if cpu > 0 && time.Duration((cpuSeconds()-cpuStart)*1e9) > cpu {
 				cancel(cpuError(cpu))

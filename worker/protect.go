@@ -113,9 +113,13 @@ func (vm *VM) basePCall(L *lua.LState) int {
 		return 2
 	}
 	if _, err := vm.protect(L, L.GetTop()-1, lua.MultRet, nil, false); err != nil {
+		obj := errorObject(err)
+		if soft := vm.recoverSoft(L); soft != nil {
+			obj = soft
+		}
 		checkInterrupt(L)
 		L.Push(lua.LFalse)
-		L.Push(errorObject(err))
+		L.Push(obj)
 		return 2
 	}
 	L.Insert(lua.LTrue, 1)
@@ -133,9 +137,13 @@ func (vm *VM) baseXPCall(L *lua.LState) int {
 		L.Push(L.Get(i))
 	}
 	if _, err := vm.protect(L, top-2, lua.MultRet, handler, false); err != nil {
+		obj := errorObject(err)
+		if soft := vm.recoverSoft(L); soft != nil {
+			obj = soft
+		}
 		checkInterrupt(L)
 		L.Push(lua.LFalse)
-		L.Push(errorObject(err))
+		L.Push(obj)
 		return 2
 	}
 	L.Insert(lua.LTrue, top+1)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -81,6 +82,9 @@ type VM struct {
 
 	outBuf []byte
 	outErr *protocol.Error // sticky Output failure of the current call
+
+	ic      atomic.Pointer[interruptCtx] // the running call's, for SoftInterrupt
+	softErr *protocol.Error              // a soft interrupt ended the call
 }
 
 // callTarget is the function a Call names: a path resolved step by step,
@@ -320,14 +324,21 @@ func (vm *VM) run(ctx context.Context, nargs, nret int) error {
 	L := vm.l
 	vm.outErr = nil
 	var tb string
-	err := withInterrupt(L, ctx, func() error {
+	err := vm.withInterrupt(L, ctx, func() error {
 		var err error
 		tb, err = vm.protect(L, nargs, nret, nil, true)
+		if err != nil {
+			vm.softErr = vm.softCause()
+		}
 		return err
 	})
 	outErr := vm.outErr
 	vm.outErr = nil
+	soft := vm.softErr
+	vm.softErr = nil
 	switch {
+	case err != nil && soft != nil:
+		return soft // a soft limit no pcall caught
 	case err != nil && ctx.Err() != nil:
 		return interruptError(ctx)
 	case outErr != nil:
@@ -345,14 +356,12 @@ func (vm *VM) run(ctx context.Context, nargs, nret int) error {
 
 // withInterrupt runs f with L under an interrupt context that follows ctx
 // and is closed when f returns.
-func withInterrupt(L *lua.LState, ctx context.Context, f func() error) error {
-	ic := newInterruptCtx(ctx)
-	stop := context.AfterFunc(ctx, func() { ic.stop(ctx.Err()) })
-	L.SetContext(ic)
+func (vm *VM) withInterrupt(L *lua.LState, ctx context.Context, f func() error) error {
+	vm.ic.Store(armInterrupt(ctx))
+	L.SetContext(vm.ic.Load())
 	err := f()
 	L.RemoveContext()
-	stop()
-	ic.stop(context.Canceled)
+	vm.ic.Swap(nil).disarm()
 	return err
 }
 
@@ -424,7 +433,7 @@ func (vm *VM) metaToString(v lua.LValue) (string, bool) {
 	defer L.SetTop(top)
 	L.Push(fn)
 	L.Push(v)
-	err := withInterrupt(L, ctx, func() error {
+	err := vm.withInterrupt(L, ctx, func() error {
 		_, err := vm.protect(L, 1, 1, nil, false)
 		return err
 	})
