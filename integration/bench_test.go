@@ -1,7 +1,10 @@
 package integration
 
 import (
+	"errors"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/subinterp/subinterp/internal/baseline"
 	"github.com/subinterp/subinterp/interpreters"
@@ -114,4 +117,39 @@ func BenchmarkLaunch(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkCrashReport measures how long a call takes to fail after its
+// worker is SIGKILLed: from the kill to the *WorkerExitError.
+func BenchmarkCrashReport(b *testing.B) {
+	rt := interpreters.New()
+	defer rt.Close()
+	var total time.Duration
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		interp, err := rt.Create()
+		if err != nil {
+			b.Fatal(err)
+		}
+		pid, err := interp.Pid()
+		if err != nil {
+			b.Fatal(err)
+		}
+		th := interp.CallInThread("function() while true do end end")
+		for running, _ := interp.IsRunning(); !running; running, _ = interp.IsRunning() {
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(5 * time.Millisecond) // let the call reach the VM
+		b.StartTimer()
+		start := time.Now()
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			b.Fatal(err)
+		}
+		var we *interpreters.WorkerExitError
+		if _, err := th.Wait(); !errors.As(err, &we) {
+			b.Fatalf("got %v, want a *WorkerExitError", err)
+		}
+		total += time.Since(start)
+	}
+	b.ReportMetric(float64(total.Microseconds())/float64(b.N), "µs/report")
 }

@@ -1,0 +1,335 @@
+package interpreters
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/subinterp/subinterp/protocol"
+)
+
+// PoolOptions configure a Pool. The zero value is a pool of
+// min(32, runtime.NumCPU()+4) workers, started on demand.
+type PoolOptions struct {
+	MaxWorkers        int           // > 0; 0 means min(32, runtime.NumCPU()+4)
+	MinIdle           int           // warm workers kept ready beyond the busy ones
+	Initializer       string        // function expression run once in each new worker
+	InitArgs          []any         // the Initializer's arguments
+	MaxTasksPerWorker int           // recycle a worker after this many tasks; 0: never
+	MaxWorkerRSS      int64         // recycle a worker above this resident size in bytes; 0: never
+	MaxWorkerAge      time.Duration // recycle a worker older than this; 0: never
+}
+
+// Pool runs tasks — calls of Lua functions — on a set of interpreters, the
+// way CPython's InterpreterPoolExecutor runs them on subinterpreters. Each
+// worker is one interpreter (listed by ListAll while it lives) running one
+// task at a time, so globals set by the initializer or by earlier tasks are
+// seen by later tasks in the same worker. A worker whose process dies fails
+// only the task it was running, and is replaced.
+type Pool struct {
+	rt   *Runtime
+	opts PoolOptions
+
+	mu       sync.Mutex
+	pending  []*Future     // submitted, not yet taken, oldest first
+	workers  int           // started or starting
+	waiting  int           // worker goroutines waiting for a task
+	wake     chan struct{} // closed and replaced when pending or shutdown changes
+	shutdown bool
+	initFail int // consecutive initializer failures, for the backoff
+
+	all sync.WaitGroup // worker goroutines
+}
+
+type poolWorker struct {
+	interp  *Interpreter
+	started time.Time
+	tasks   int
+}
+
+// Future is the result of a task submitted to a Pool.
+type Future struct {
+	fn     string
+	args   []any
+	done   chan struct{}
+	result any
+	err    error
+	ctx    context.Context // cancelled when the pool cancels the task
+	cancel context.CancelFunc
+}
+
+// Result waits for the task and returns its value or typed error. When ctx
+// ends first it returns ctx's error; the task goes on.
+func (f *Future) Result(ctx context.Context) (any, error) {
+	select {
+	case <-f.done:
+		return f.result, f.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Done is closed when the task has finished.
+func (f *Future) Done() <-chan struct{} { return f.done }
+
+func (f *Future) finish(result any, err error) {
+	f.result, f.err = result, err
+	f.cancel()
+	close(f.done)
+}
+
+// initBackoffCap bounds the wait between attempts to start a worker whose
+// initializer keeps failing.
+const initBackoffCap = 5 * time.Second
+
+// NewPool starts a pool in the default runtime.
+func NewPool(opts PoolOptions) (*Pool, error) { return Default().NewPool(opts) }
+
+// NewPool starts a pool whose workers are interpreters of rt. MinIdle
+// workers are started at once.
+func (rt *Runtime) NewPool(opts PoolOptions) (*Pool, error) {
+	if opts.MaxWorkers < 0 || opts.MinIdle < 0 || opts.MaxTasksPerWorker < 0 || opts.MaxWorkerRSS < 0 || opts.MaxWorkerAge < 0 {
+		return nil, errorf(ErrInvalidArgument, "pool options must not be negative")
+	}
+	if opts.MaxWorkers == 0 {
+		opts.MaxWorkers = min(32, runtime.NumCPU()+4)
+	}
+	if opts.MinIdle > opts.MaxWorkers {
+		opts.MinIdle = opts.MaxWorkers
+	}
+	if opts.InitArgs != nil {
+		if _, err := rt.codec.MarshalList(opts.InitArgs, protocol.Fallback); err != nil {
+			return nil, fromWire(err)
+		}
+	}
+	if _, err := rt.backend(); err != nil {
+		return nil, err
+	}
+	p := &Pool{rt: rt, opts: opts, wake: make(chan struct{})}
+	p.mu.Lock()
+	p.grow()
+	p.mu.Unlock()
+	return p, nil
+}
+
+// Submit schedules a call of fn with args on a worker.
+func (p *Pool) Submit(fn string, args ...any) (*Future, error) {
+	// Arguments are checked now, so an unshareable one fails here and not
+	// in a worker.
+	if _, err := p.rt.codec.MarshalList(args, protocol.Fallback); err != nil {
+		return nil, fromWire(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &Future{fn: fn, args: args, done: make(chan struct{}), ctx: ctx, cancel: cancel}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.shutdown {
+		cancel()
+		return nil, errorf(ErrPoolShutdown, "cannot submit to a pool that is shut down")
+	}
+	p.pending = append(p.pending, f)
+	p.signal()
+	p.grow()
+	return f, nil
+}
+
+// Map submits fn once per item, with the item as its only argument, and
+// returns the results in the items' order. It stops at the first error
+// (the other tasks still run) or when ctx ends.
+func (p *Pool) Map(ctx context.Context, fn string, items []any) ([]any, error) {
+	futures := make([]*Future, len(items))
+	for i, it := range items {
+		f, err := p.Submit(fn, it)
+		if err != nil {
+			return nil, err
+		}
+		futures[i] = f
+	}
+	results := make([]any, len(items))
+	for i, f := range futures {
+		v, err := f.Result(ctx)
+		if err != nil {
+			return nil, err
+		}
+		results[i] = v
+	}
+	return results, nil
+}
+
+// Shutdown stops the pool taking tasks. With cancelPending, tasks not yet
+// started fail with context.Canceled; otherwise they still run. With wait,
+// it returns once every task has finished and every worker is closed.
+func (p *Pool) Shutdown(wait, cancelPending bool) error {
+	p.mu.Lock()
+	p.shutdown = true
+	var cancelled []*Future
+	if cancelPending {
+		cancelled, p.pending = p.pending, nil
+	}
+	p.signal()
+	p.mu.Unlock()
+	for _, f := range cancelled {
+		f.finish(nil, context.Canceled)
+	}
+	if wait {
+		p.all.Wait()
+	}
+	return nil
+}
+
+// signal wakes every worker goroutine; p.mu is held.
+func (p *Pool) signal() {
+	close(p.wake)
+	p.wake = make(chan struct{})
+}
+
+// grow starts workers while tasks wait with no worker free for them, and
+// until MinIdle are warm; p.mu is held.
+func (p *Pool) grow() {
+	for p.workers < p.opts.MaxWorkers && !p.shutdown &&
+		(len(p.pending) > p.waiting || p.waiting < p.opts.MinIdle) {
+		p.workers++
+		p.waiting++ // it will wait for a task as soon as it is up
+		p.all.Add(1)
+		go p.run()
+	}
+}
+
+// run is one worker: it starts an interpreter, then runs tasks in it until
+// the pool shuts down, the interpreter is recycled, or its process dies.
+func (p *Pool) run() {
+	defer p.all.Done()
+	w, initErr := p.startWorker()
+	for {
+		f := p.take()
+		if f == nil {
+			break
+		}
+		if initErr != nil {
+			// The initializer failed: the task that would have run here
+			// reports why, and a new worker is tried after a backoff.
+			f.finish(nil, initErr)
+			break
+		}
+		v, err := w.interp.CallContext(f.ctx, f.fn, f.args...)
+		w.tasks++
+		f.finish(v, err)
+		if err != nil && !w.alive() {
+			break // its process died: this task failed, the next worker is new
+		}
+		if p.recycle(w) {
+			break
+		}
+	}
+	if w != nil {
+		_ = w.interp.Close()
+	}
+	p.mu.Lock()
+	p.workers--
+	if initErr != nil {
+		p.initFail++
+	} else {
+		p.initFail = 0
+	}
+	backoff := initBackoff(p.initFail)
+	p.mu.Unlock()
+	if backoff > 0 {
+		time.Sleep(backoff)
+	}
+	p.mu.Lock()
+	p.grow()
+	p.mu.Unlock()
+}
+
+func initBackoff(failures int) time.Duration {
+	if failures == 0 {
+		return 0
+	}
+	d := 50 * time.Millisecond << min(failures-1, 10)
+	return min(d, initBackoffCap)
+}
+
+// startWorker creates the worker's interpreter and runs the initializer.
+func (p *Pool) startWorker() (*poolWorker, error) {
+	interp, err := p.rt.Create()
+	if err != nil {
+		return nil, err
+	}
+	w := &poolWorker{interp: interp, started: time.Now()}
+	if p.opts.Initializer != "" {
+		if _, err := interp.Call(p.opts.Initializer, p.opts.InitArgs...); err != nil {
+			_ = interp.Close()
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+// alive reports whether the worker's interpreter still exists.
+func (w *poolWorker) alive() bool {
+	_, err := w.interp.IsRunning()
+	return !errors.Is(err, ErrInterpreterNotFound)
+}
+
+// take waits for the next task; nil means the worker should stop.
+func (p *Pool) take() *Future {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for {
+		if len(p.pending) > 0 {
+			f := p.pending[0]
+			p.pending[0] = nil
+			p.pending = p.pending[1:]
+			p.waiting--
+			p.grow() // keep MinIdle warm
+			return f
+		}
+		if p.shutdown {
+			p.waiting--
+			return nil
+		}
+		wake := p.wake
+		p.mu.Unlock()
+		<-wake
+		p.mu.Lock()
+	}
+}
+
+// recycle reports whether w has done its share; a worker that goes on
+// waits for its next task again.
+func (p *Pool) recycle(w *poolWorker) bool {
+	o := p.opts
+	done := (o.MaxTasksPerWorker > 0 && w.tasks >= o.MaxTasksPerWorker) ||
+		(o.MaxWorkerAge > 0 && time.Since(w.started) >= o.MaxWorkerAge) ||
+		(o.MaxWorkerRSS > 0 && p.rt.rss(w.interp.id) > o.MaxWorkerRSS)
+	if !done {
+		p.mu.Lock()
+		p.waiting++
+		p.mu.Unlock()
+	}
+	return done
+}
+
+// rss is the resident size of interpreter id's worker, or 0 when the
+// backend cannot tell.
+func (rt *Runtime) rss(id int64) int64 {
+	b, err := rt.backend()
+	if err != nil {
+		return 0
+	}
+	s, ok := b.(interface {
+		Stats(context.Context, int64) (protocol.WorkerStats, error)
+	})
+	if !ok {
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	st, err := s.Stats(ctx, id)
+	if err != nil {
+		return 0
+	}
+	return st.RSSBytes
+}
