@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -28,6 +29,19 @@ func ReadFrame(r io.Reader, buf []byte) ([]byte, error) {
 	if n > MaxFrameSize {
 		return nil, ErrFrameTooLarge
 	}
+	if cap(buf) < int(n) && n > growFrom {
+		// A large declared length costs memory only as its bytes arrive:
+		// four bytes from a hostile peer must not allocate 64 MiB.
+		var b bytes.Buffer
+		b.Grow(growFrom)
+		if _, err := io.CopyN(&b, r, int64(n)); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+		return b.Bytes(), nil
+	}
 	if cap(buf) < int(n) {
 		buf = make([]byte, n)
 	}
@@ -40,6 +54,10 @@ func ReadFrame(r io.Reader, buf []byte) ([]byte, error) {
 	}
 	return buf, nil
 }
+
+// growFrom is the frame size above which ReadFrame grows its buffer as
+// data arrives instead of allocating the declared length up front.
+const growFrom = 1 << 20
 
 // WriteFrame writes body as one frame with a single Write call.
 func WriteFrame(w io.Writer, body []byte) error {

@@ -57,6 +57,9 @@ func (c *LuaCodec) Encode(enc *msgpack.Encoder, v lua.LValue) error {
 }
 
 func (c *LuaCodec) encode(enc *msgpack.Encoder, v lua.LValue, path []*lua.LTable, depth int) error {
+	if depth > MaxDepth {
+		return notShareable("table nested deeper than %d", MaxDepth)
+	}
 	switch x := v.(type) {
 	case *lua.LNilType:
 		return enc.EncodeNil()
@@ -87,9 +90,6 @@ func encodeLuaNumber(enc *msgpack.Encoder, f float64) error {
 }
 
 func (c *LuaCodec) encodeTable(enc *msgpack.Encoder, t *lua.LTable, path []*lua.LTable, depth int) error {
-	if depth >= MaxDepth {
-		return notShareable("table nested deeper than %d", MaxDepth)
-	}
 	if t.Metatable != lua.LNil {
 		return notShareable("not shareable: a table with a metatable")
 	}

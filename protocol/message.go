@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
+	"github.com/vmihailenco/msgpack/v5/msgpcode"
 )
 
 // Kind is the first element of every message array.
@@ -165,7 +166,7 @@ func DecodeMessage(frame []byte) (*Message, error) {
 	if err != nil {
 		return nil, malformed("message header: %v", err)
 	}
-	kind, err := dec.DecodeUint8()
+	kind, err := decodeUint(dec, 0xff)
 	if err != nil {
 		return nil, malformed("message kind: %v", err)
 	}
@@ -175,11 +176,13 @@ func DecodeMessage(frame []byte) (*Message, error) {
 		if n != 4 {
 			return nil, malformed("kind %d wants 4 elements, got %d", kind, n)
 		}
-		if m.ID, err = dec.DecodeUint32(); err != nil {
+		id, err := decodeUint(dec, 0xffffffff)
+		if err != nil {
 			return nil, malformed("message id: %v", err)
 		}
+		m.ID = uint32(id)
 		if m.Kind == KindRequest {
-			if m.Method, err = dec.DecodeString(); err != nil {
+			if m.Method, err = decodeStr(dec); err != nil {
 				return nil, malformed("method: %v", err)
 			}
 		} else if m.Error, err = decodeError(dec); err != nil {
@@ -189,7 +192,7 @@ func DecodeMessage(frame []byte) (*Message, error) {
 		if n != 3 {
 			return nil, malformed("notification wants 3 elements, got %d", n)
 		}
-		if m.Method, err = dec.DecodeString(); err != nil {
+		if m.Method, err = decodeStr(dec); err != nil {
 			return nil, malformed("method: %v", err)
 		}
 	default:
@@ -204,6 +207,39 @@ func DecodeMessage(frame []byte) (*Message, error) {
 	}
 	m.Body = frame[start:]
 	return m, nil
+}
+
+// decodeUint reads an unsigned integer of at most limit, refusing nil,
+// negative numbers and floats: a header field of the wrong type is a
+// malformed message, not a zero.
+func decodeUint(dec *msgpack.Decoder, limit uint64) (uint64, error) {
+	c, err := dec.PeekCode()
+	if err != nil {
+		return 0, err
+	}
+	if !(msgpcode.IsFixedNum(c) && c <= 0x7f) && !(c >= msgpcode.Uint8 && c <= msgpcode.Uint64) {
+		return 0, fmt.Errorf("want an unsigned integer, got code %#x", c)
+	}
+	n, err := dec.DecodeUint64()
+	if err != nil {
+		return 0, err
+	}
+	if n > limit {
+		return 0, fmt.Errorf("%d out of range", n)
+	}
+	return n, nil
+}
+
+// decodeStr reads a msgpack str, refusing nil and bin.
+func decodeStr(dec *msgpack.Decoder) (string, error) {
+	c, err := dec.PeekCode()
+	if err != nil {
+		return "", err
+	}
+	if !msgpcode.IsString(c) {
+		return "", fmt.Errorf("want a string, got code %#x", c)
+	}
+	return dec.DecodeString()
 }
 
 func decodeError(dec *msgpack.Decoder) (*Error, error) {

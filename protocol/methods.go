@@ -12,6 +12,7 @@ const (
 	MethodCall        = "call"         // CallParams → msgpack array of the results
 	MethodPrepareMain = "prepare_main" // PrepareMainParams → nil
 	MethodStats       = "stats"        // nil → WorkerStats
+	MethodConfigure   = "configure"    // WorkerConfig → nil: makes a spare worker an interpreter
 )
 
 // NotifyOutput is the notification a worker sends with interpreter output
@@ -52,18 +53,21 @@ type WorkerStats struct {
 	Goroutines int   `msgpack:"goroutines"`
 }
 
-// WorkerConfig is what a worker is started with.
+// WorkerConfig is what a worker is started with, or, for a spare, what it
+// is configured with when claimed.
 type WorkerConfig struct {
-	InterpreterID int64 `json:"id"`
+	// Spare starts a worker with no VM, waiting for MethodConfigure.
+	Spare         bool  `json:"spare,omitempty" msgpack:"spare,omitempty"`
+	InterpreterID int64 `json:"id" msgpack:"id"`
 	// Stdlib opens the full Lua standard library.
-	Stdlib bool `json:"stdlib,omitempty"`
+	Stdlib bool `json:"stdlib,omitempty" msgpack:"stdlib,omitempty"`
 	// MemoryLimit is the soft heap limit in bytes; 0 means none.
-	MemoryLimit int64 `json:"memory_limit,omitempty"`
+	MemoryLimit int64 `json:"memory_limit,omitempty" msgpack:"memory_limit,omitempty"`
 	// CPULimitNs is the CPU time each call may use; 0 means none.
-	CPULimitNs int64 `json:"cpu_limit_ns,omitempty"`
+	CPULimitNs int64 `json:"cpu_limit_ns,omitempty" msgpack:"cpu_limit_ns,omitempty"`
 	// OutputLimit is the number of output bytes each call may write; 0
 	// means none.
-	OutputLimit int64 `json:"output_limit,omitempty"`
+	OutputLimit int64 `json:"output_limit,omitempty" msgpack:"output_limit,omitempty"`
 }
 
 // UnboundMode says what happens to a queue item when the interpreter that

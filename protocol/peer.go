@@ -54,6 +54,9 @@ type Peer struct {
 	done      chan struct{}
 	closing   atomic.Bool
 	closeOnce sync.Once
+
+	busy  int             // requests served and not yet answered; guarded by mu
+	idles []chan struct{} // Idle's channels, closed when busy drops to 0; guarded by mu
 }
 
 // Call is a request in flight. Done is closed when the response arrives or
@@ -260,6 +263,7 @@ func (p *Peer) serve(m *Message) {
 		return
 	}
 	p.inflight[m.ID] = cancel
+	p.busy++
 	p.mu.Unlock()
 	go func() {
 		res, err := h(ctx, m.Body)
@@ -268,7 +272,31 @@ func (p *Peer) serve(m *Message) {
 		p.mu.Unlock()
 		cancel()
 		p.respond(m.ID, AsError(err), res)
+		p.mu.Lock()
+		p.busy--
+		if p.busy == 0 {
+			for _, ch := range p.idles {
+				close(ch)
+			}
+			p.idles = nil
+		}
+		p.mu.Unlock()
 	}()
+}
+
+// Idle returns a channel that is closed once every request this peer is
+// serving has been answered: a server that stops taking requests waits on
+// it so that it does not close the session under an answer not yet sent.
+func (p *Peer) Idle() <-chan struct{} {
+	ch := make(chan struct{})
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.busy == 0 {
+		close(ch)
+	} else {
+		p.idles = append(p.idles, ch)
+	}
+	return ch
 }
 
 func (p *Peer) respond(id uint32, rerr *Error, res any) {

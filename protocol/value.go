@@ -90,6 +90,15 @@ func encodeQueue(enc *msgpack.Encoder, id int64) error {
 	return err
 }
 
+// encodeBytes writes b as bin, a nil slice included: it is an empty
+// string, not an absent value.
+func encodeBytes(enc *msgpack.Encoder, b []byte) error {
+	if b == nil {
+		b = []byte{}
+	}
+	return enc.EncodeBytes(b)
+}
+
 func encodeInt(enc *msgpack.Encoder, n int64) error {
 	if n > MaxSafeInt || n < -MaxSafeInt {
 		return notShareable("integer %d is beyond ±(2^53-1) and cannot be held exactly by a Lua number", n)
@@ -124,7 +133,7 @@ func (c *Codec) encode(enc *msgpack.Encoder, v any, t Tier, depth int) error {
 	case string:
 		return enc.EncodeString(x)
 	case []byte:
-		return enc.EncodeBytes(x)
+		return encodeBytes(enc, x)
 	case Tuple:
 		return c.encodeList(enc, x, t, depth)
 	case []any:
@@ -185,7 +194,7 @@ func (c *Codec) encodeReflect(enc *msgpack.Encoder, rv reflect.Value, t Tier, de
 		return enc.EncodeString(rv.String())
 	case reflect.Slice:
 		if rv.Type().Elem().Kind() == reflect.Uint8 {
-			return enc.EncodeBytes(rv.Bytes())
+			return encodeBytes(enc, rv.Bytes())
 		}
 		if t == Strict {
 			return notShareable("%s is not shareable", rv.Type())
