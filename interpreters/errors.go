@@ -48,6 +48,13 @@ var (
 	ErrCPULimit = errors.New("CPU time limit exceeded")
 	// ErrOutputLimit: the call wrote more than its output limit.
 	ErrOutputLimit = errors.New("output limit exceeded")
+	// ErrUnavailable: a runtime from Dial cannot reach its daemon, or lost
+	// the connection to it. Whether a call in flight at that moment ran is
+	// unknown.
+	ErrUnavailable error = &kindError{"interpreter daemon unavailable", ErrInterpreter}
+	// ErrPermissionDenied: the daemon refused the client: a Unix socket
+	// peer whose user it does not allow, or a wrong or missing token.
+	ErrPermissionDenied error = &kindError{"permission denied by the interpreter daemon", ErrInterpreter}
 )
 
 // opError is an error with its own message that matches a sentinel and,
@@ -140,6 +147,8 @@ var codeSentinels = map[protocol.Code]error{
 	protocol.CodeOutputLimit:      ErrOutputLimit,
 	protocol.CodeCanceled:         context.Canceled,
 	protocol.CodeDeadlineExceeded: context.DeadlineExceeded,
+	protocol.CodeUnavailable:      ErrUnavailable,
+	protocol.CodePermissionDenied: ErrPermissionDenied,
 }
 
 // fromWire turns a wire error into the public error it stands for.

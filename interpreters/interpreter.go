@@ -57,9 +57,15 @@ func (i *Interpreter) result(err error) error {
 	return err
 }
 
+// exists reports whether the backend still knows id. When it cannot tell
+// (a lost connection), the handle is kept: it is not known to be gone.
 func (rt *Runtime) exists(id int64) bool {
 	b, err := rt.backend()
-	return err == nil && b.Exists(id)
+	if err != nil {
+		return false
+	}
+	ok, err := b.Exists(id)
+	return ok || err != nil
 }
 
 // IsRunning reports whether an Exec, Call or PrepareMain is in progress in

@@ -14,11 +14,13 @@ import (
 type Option func(*options)
 
 type options struct {
-	stdout io.Writer
-	stdlib bool
-	limits supervisor.Limits
-	token  string
-	tls    *tls.Config
+	stdout  io.Writer
+	stdlib  bool
+	limits  supervisor.Limits
+	restart *supervisor.RestartPolicy
+	spares  int
+	token   string
+	tls     *tls.Config
 }
 
 func collect(base options, opts []Option) options {
@@ -75,3 +77,67 @@ func WithTLS(cfg *tls.Config) Option { return func(o *options) { o.tls = cfg } }
 type hostStdout struct{}
 
 func (hostStdout) Write(p []byte) (int, error) { return os.Stdout.Write(p) }
+
+// RestartPolicy makes an interpreter survive the death of its worker
+// process: a new worker takes the same ID, InitScript runs in it, and the
+// PrepareMain bindings made so far are replayed in order. Globals set by
+// Exec or Call are lost with the worker. The call that was running when the
+// worker died still fails with its *WorkerExitError; calls made while the
+// new worker starts fail with ErrAlreadyRunning, and IsRunning reports
+// true.
+type RestartPolicy struct {
+	// MaxRestarts bounds the restarts within Period; past it the
+	// interpreter is gone, as without a policy.
+	MaxRestarts int
+	// Period is the window MaxRestarts counts in; 0 means forever.
+	Period time.Duration
+	// InitScript runs in every worker of the interpreter, the first too.
+	InitScript string
+	// Backoff is the wait before a restart, doubling after each failed or
+	// repeated one up to MaxBackoff (defaults 100 ms and 10 s).
+	Backoff, MaxBackoff time.Duration
+	// OnRestart, when set, is told of every attempt. It must not block
+	// for long.
+	OnRestart func(RestartEvent)
+}
+
+// RestartEvent reports one restart attempt.
+type RestartEvent struct {
+	InterpreterID int64
+	// Attempt is 1 for the first restart within the policy's window.
+	Attempt int
+	// Cause is how the previous worker ended: a *WorkerExitError.
+	Cause error
+	// Err says why the attempt failed; nil when the new worker is up.
+	Err error
+	// GaveUp is set when no attempt is left and the interpreter is gone.
+	GaveUp bool
+}
+
+// WithRestart gives the interpreter a restart policy.
+func WithRestart(p RestartPolicy) Option {
+	return func(o *options) {
+		sp := &supervisor.RestartPolicy{
+			MaxRestarts: p.MaxRestarts,
+			Period:      p.Period,
+			InitScript:  p.InitScript,
+			Backoff:     p.Backoff,
+			MaxBackoff:  p.MaxBackoff,
+		}
+		if p.OnRestart != nil {
+			sp.OnRestart = func(ev supervisor.RestartEvent) {
+				pe := RestartEvent{InterpreterID: ev.InterpreterID, Attempt: ev.Attempt, Err: ev.Err, GaveUp: ev.GaveUp}
+				if ev.Cause != nil {
+					pe.Cause = fromWire(ev.Cause)
+				}
+				p.OnRestart(pe)
+			}
+		}
+		o.restart = sp
+	}
+}
+
+// WithWarmSpares keeps n worker processes started ahead of need, so Create
+// claims one instead of launching a process (a runtime option: give it to
+// New).
+func WithWarmSpares(n int) Option { return func(o *options) { o.spares = n } }

@@ -192,6 +192,7 @@ func (q *Queue) QSize() (int, error) {
 		return 0, err
 	}
 	info, err := b.Queue(q.id)
+	runtime.KeepAlive(q)
 	if err != nil {
 		return 0, fromWire(err)
 	}
@@ -247,7 +248,13 @@ func (q *Queue) put(ctx context.Context, v any, block bool, opts []PutOption) er
 	if ctx.Err() != nil {
 		block = false // an expired context still gets one non-blocking try
 	}
-	return fromWire(b.QueuePut(ctx, q.id, data, 0, protocol.UnboundMode(mode), block))
+	err = fromWire(b.QueuePut(ctx, q.id, data, 0, protocol.UnboundMode(mode), block))
+	// The handles in v hold their queues until the item holds them, and q
+	// holds its own while the put waits: a collected handle would release
+	// its queue, which could then be destroyed under the put.
+	runtime.KeepAlive(v)
+	runtime.KeepAlive(q)
+	return err
 }
 
 // Get removes and returns the oldest item, waiting while the queue is
@@ -271,6 +278,7 @@ func (q *Queue) get(ctx context.Context, block bool) (any, error) {
 		block = false
 	}
 	item, err := b.QueueGet(ctx, q.id, block)
+	runtime.KeepAlive(q) // q holds its queue while the get waits
 	if err != nil {
 		return nil, fromWire(err)
 	}

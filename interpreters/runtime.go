@@ -9,8 +9,10 @@ import (
 	"github.com/subinterp/subinterp/supervisor"
 )
 
-// backend is what a Runtime drives: a local supervisor, or a daemon across
-// a connection. Values cross it as msgpack; errors as *protocol.Error.
+// backend is what a Runtime drives: a local supervisor (localBackend), or
+// a daemon across a connection (remoteBackend). Values cross it as msgpack;
+// errors as *protocol.Error. Every method that a lost connection can fail
+// returns an error.
 type backend interface {
 	Create(ctx context.Context, opts supervisor.CreateOptions) (int64, error)
 	Exec(ctx context.Context, id int64, src string) error
@@ -19,10 +21,14 @@ type backend interface {
 	CloseInterpreter(id int64) error
 	IsRunning(id int64) (bool, error)
 	Pid(id int64) (int, error)
-	Exists(id int64) bool
-	List() []supervisor.Info
+	Exists(id int64) (bool, error)
+	List(ctx context.Context) ([]supervisor.Info, error)
+	Describe(ctx context.Context) ([]InterpreterInfo, error)
 	Close() error
 	queueBackend
+	DescribeQueues(ctx context.Context) ([]QueueInfo, error)
+	PinQueue(id int64) error
+	UnpinQueue(id int64) error
 }
 
 // Runtime is a set of interpreters with one main interpreter (the host)
@@ -51,7 +57,11 @@ type Runtime struct {
 func New(opts ...Option) *Runtime {
 	o := collect(options{}, opts)
 	return newRuntime(o, func() (backend, error) {
-		return supervisor.New(supervisor.Config{Stdout: hostStdout{}, Defaults: o.limits})
+		sup, err := supervisor.New(supervisor.Config{Stdout: hostStdout{}, Defaults: o.limits, WarmSpares: o.spares})
+		if err != nil {
+			return nil, err
+		}
+		return newLocalBackend(sup), nil
 	})
 }
 
@@ -104,7 +114,7 @@ func (rt *Runtime) CreateContext(ctx context.Context, opts ...Option) (*Interpre
 		return nil, err
 	}
 	o := collect(rt.opts, opts)
-	id, err := b.Create(ctx, supervisor.CreateOptions{Stdout: o.stdout, Stdlib: o.stdlib, Limits: o.limits})
+	id, err := b.Create(ctx, supervisor.CreateOptions{Stdout: o.stdout, Stdlib: o.stdlib, Limits: o.limits, Restart: o.restart})
 	if err != nil {
 		return nil, fromWire(err)
 	}
@@ -141,7 +151,10 @@ func (rt *Runtime) ListAll() ([]*Interpreter, error) {
 	if err != nil {
 		return nil, err
 	}
-	infos := b.List()
+	infos, err := b.List(context.Background())
+	if err != nil {
+		return nil, fromWire(err)
+	}
 	all := make([]*Interpreter, 0, len(infos)+1)
 	all = append(all, rt.main)
 	for _, in := range infos {
@@ -169,15 +182,21 @@ func (rt *Runtime) Lookup(id int64) (*Interpreter, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !b.Exists(id) {
+	ok, err := b.Exists(id)
+	if err != nil {
+		return nil, fromWire(err)
+	}
+	if !ok {
 		rt.forget(id)
 		return nil, errorf(ErrInterpreterNotFound, "unrecognized interpreter ID %d", id)
 	}
 	return rt.handle(id), nil
 }
 
-// Close closes every interpreter of the runtime and reaps their workers.
-// Later calls fail.
+// Close closes every interpreter of a local runtime and reaps their
+// workers. On a runtime from Dial it ends the connection instead: the
+// daemon's interpreters live on, and the queue references the connection
+// held are released. Later calls fail.
 func (rt *Runtime) Close() error {
 	rt.mu.Lock()
 	rt.closed = true

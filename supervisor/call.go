@@ -129,12 +129,14 @@ func (s *Supervisor) call(ctx context.Context, id int64, method string, params f
 		case <-grace.C:
 			p.runner.signal(syscall.SIGKILL)
 			<-c.Done
+			p.deathCause() // the interpreter is gone (or restarting) when the caller hears
 		}
 		grace.Stop()
 	case <-hardStop:
 		interrupted = context.DeadlineExceeded
 		p.runner.signal(syscall.SIGKILL)
 		<-c.Done
+		p.deathCause()
 	}
 	if c.Err == nil {
 		return c.Result, nil

@@ -32,12 +32,19 @@ func (s *Supervisor) callbacks(from int64) map[string]protocol.Handler {
 			if err != nil {
 				return nil, err
 			}
+			// The worker asks about a queue it has a handle on; one made by
+			// Queue(id) from a bare ID reaches the queue from then on.
+			s.holdQueue(from, p.ID)
 			return &protocol.QueueInfo{MaxSize: info.MaxSize, Unbound: info.Unbound, Size: info.Size}, nil
 		},
 		protocol.MethodQueuePut: func(ctx context.Context, body []byte) (any, error) {
 			var p protocol.QueuePutParams
 			if err := decodeParams(body, &p); err != nil {
 				return nil, err
+			}
+			if len(p.Value) == 0 {
+				// msgpack decodes a nil value into an empty RawMessage.
+				p.Value = msgpackNil
 			}
 			ctx, cancel := withTimeout(ctx, p.TimeoutNs)
 			defer cancel()
@@ -150,6 +157,9 @@ func decodeParams(body []byte, v any) error {
 	}
 	return nil
 }
+
+// msgpackNil is the msgpack encoding of nil.
+var msgpackNil = []byte{0xc0}
 
 func withTimeout(ctx context.Context, ns int64) (context.Context, context.CancelFunc) {
 	if ns > 0 {

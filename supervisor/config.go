@@ -40,6 +40,9 @@ type Config struct {
 	// Defaults apply to every interpreter unless its CreateOptions say
 	// otherwise.
 	Defaults Limits
+	// WarmSpares is how many workers are kept started ahead of need, so
+	// Create claims one instead of launching a process. 0: none.
+	WarmSpares int
 }
 
 // Limits bound what one interpreter may use. Zero fields mean no limit.

@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -8,6 +9,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -27,6 +29,11 @@ type process struct {
 	peer   *protocol.Peer
 	stderr *tailBuffer
 
+	// owner is the interpreter the worker serves, and handlers its
+	// callbacks; both are set when a spare worker is claimed.
+	owner    atomic.Pointer[interp]
+	handlers atomic.Pointer[map[string]protocol.Handler]
+
 	stopOnce sync.Once
 	dead     chan struct{}   // closed by markDead once the watcher knows how the worker ended
 	exitErr  *protocol.Error // how it ended, when it crashed; nil when it was stopped
@@ -45,9 +52,40 @@ func (p *process) deathCause() *protocol.Error {
 	return p.exitErr
 }
 
-// startProcess spawns a worker and returns once it has handshaken. peerCfg
-// serves the worker's requests and output.
-func startProcess(cfg Config, wcfg protocol.WorkerConfig, peerCfg protocol.PeerConfig) (*process, error) {
+// bind makes p the worker of it: its output and requests go to it.
+func (s *Supervisor) bind(p *process, it *interp) {
+	h := s.callbacks(it.id)
+	p.handlers.Store(&h)
+	p.owner.Store(it)
+}
+
+// peerConfig routes a worker's output and requests to whichever
+// interpreter it serves at the time.
+func (s *Supervisor) peerConfig(p *process) protocol.PeerConfig {
+	handlers := make(map[string]protocol.Handler)
+	for m := range s.callbacks(0) {
+		handlers[m] = func(ctx context.Context, body []byte) (any, error) {
+			h := p.handlers.Load()
+			if h == nil {
+				return nil, protocol.Errorf(protocol.CodeProtocol, "a spare worker has no interpreter")
+			}
+			return (*h)[m](ctx, body)
+		}
+	}
+	return protocol.PeerConfig{
+		Handlers: handlers,
+		OnNotify: func(method string, body []byte) {
+			if it := p.owner.Load(); it != nil {
+				it.notify(method, body)
+			}
+		},
+	}
+}
+
+// startProcess spawns a worker and returns once it has handshaken. Bind
+// it to an interpreter before it runs anything.
+func (s *Supervisor) startProcess(wcfg protocol.WorkerConfig) (*process, error) {
+	cfg := s.cfg
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("socketpair: %w", err)
@@ -102,7 +140,7 @@ func startProcess(cfg Config, wcfg protocol.WorkerConfig, peerCfg protocol.PeerC
 		p.client.Kill()
 		return nil, fmt.Errorf("worker session: %w", err)
 	}
-	p.peer = protocol.NewPeer(conn, peerCfg)
+	p.peer = protocol.NewPeer(conn, s.peerConfig(p))
 	return p, nil
 }
 

@@ -132,11 +132,34 @@ func (s *Supervisor) holdQueues(by int64, b []byte) {
 	}
 	s.qs.mu.Lock()
 	defer s.qs.mu.Unlock()
+	if !s.holderLives(by) {
+		return
+	}
 	for _, id := range ids {
 		if q := s.qs.byID[id]; q != nil {
 			q.holders[by] = struct{}{}
 		}
 	}
+}
+
+// holdQueue records that interpreter by reached queue id by its ID.
+func (s *Supervisor) holdQueue(by, id int64) {
+	s.qs.mu.Lock()
+	defer s.qs.mu.Unlock()
+	if q := s.qs.byID[id]; q != nil && s.holderLives(by) {
+		q.holders[by] = struct{}{}
+	}
+}
+
+// holderLives reports whether interpreter by has not ended yet. A hold
+// taken for one that has would never be released (its end already ran
+// releaseHolder), so none is taken. queues.mu is held: an end that has not
+// removed the interpreter yet runs releaseHolder after this hold.
+func (s *Supervisor) holderLives(by int64) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, ok := s.interps[by]
+	return ok
 }
 
 // releaseHolder drops every hold of interpreter by, which has ended.
@@ -292,10 +315,15 @@ func (s *Supervisor) QueuePut(ctx context.Context, id int64, data []byte, from i
 		}
 		select {
 		case <-wait:
+			// Room and the end of ctx can come together: a putter that gave
+			// up (or whose worker died) must not put after all.
+			if ctx.Err() == nil {
+				continue
+			}
 		case <-ctx.Done():
-			s.releaseRefs(refs)
-			return &protocol.Error{Code: protocol.CodeQueueFull, Msg: fmt.Sprintf("queue %d is full", id), Cause: protocol.AsError(ctx.Err()).Code}
 		}
+		s.releaseRefs(refs)
+		return &protocol.Error{Code: protocol.CodeQueueFull, Msg: fmt.Sprintf("queue %d is full", id), Cause: protocol.AsError(ctx.Err()).Code}
 	}
 }
 
@@ -364,9 +392,14 @@ func (s *Supervisor) queueGet(ctx context.Context, id int64, block bool, by int6
 		}
 		select {
 		case <-wait:
+			// An item and the end of ctx can come together: a getter that
+			// gave up (or whose worker died) leaves the item to the living.
+			if ctx.Err() == nil {
+				continue
+			}
 		case <-ctx.Done():
-			return QueueItem{}, &protocol.Error{Code: protocol.CodeQueueEmpty, Msg: fmt.Sprintf("queue %d is empty", id), Cause: protocol.AsError(ctx.Err()).Code}
 		}
+		return QueueItem{}, &protocol.Error{Code: protocol.CodeQueueEmpty, Msg: fmt.Sprintf("queue %d is empty", id), Cause: protocol.AsError(ctx.Err()).Code}
 	}
 }
 

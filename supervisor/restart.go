@@ -49,9 +49,12 @@ type RestartEvent struct {
 // spawn starts a worker for it and prepares it: the init script, then the
 // bindings to replay.
 func (s *Supervisor) spawn(ctx context.Context, it *interp) (*process, error) {
-	p, err := startProcess(s.cfg, it.wcfg, protocol.PeerConfig{OnNotify: it.notify, Handlers: s.callbacks(it.id)})
-	if err != nil {
-		return nil, err
+	p, err := s.claimSpare(ctx, it)
+	if p == nil {
+		if p, err = s.startProcess(it.wcfg); err != nil {
+			return nil, err
+		}
+		s.bind(p, it)
 	}
 	if it.policy == nil {
 		return p, nil
@@ -74,13 +77,12 @@ func (s *Supervisor) spawn(ctx context.Context, it *interp) (*process, error) {
 	return p, nil
 }
 
-// restart brings up a new worker for it after its worker died with cause.
-// It reports false when the policy gives up or the interpreter is being
-// closed; the caller then ends the interpreter.
+// restart brings up a new worker for it after its worker died with cause;
+// it.restarting is set meanwhile and cleared on success. It reports false
+// when the policy gives up or the interpreter is being closed; the caller
+// then ends the interpreter.
 func (s *Supervisor) restart(it *interp, cause *protocol.Error) bool {
 	pol := it.policy
-	it.restarting.Store(true)
-	defer it.restarting.Store(false)
 	backoff, maxBackoff := pol.Backoff, pol.MaxBackoff
 	if backoff <= 0 {
 		backoff = DefaultRestartBackoff
@@ -126,6 +128,7 @@ func (s *Supervisor) restart(it *interp, cause *protocol.Error) bool {
 			return false
 		}
 		s.restarted.Add(1)
+		it.restarting.Store(false)
 		s.cfg.Logger.Info("worker restarted", "interpreter", it.id, "pid", p.pid(), "attempt", ev.Attempt)
 		s.notifyRestart(pol, ev)
 		return true

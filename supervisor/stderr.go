@@ -72,3 +72,23 @@ func (t *tailBuffer) contains(s string) bool {
 	defer t.mu.Unlock()
 	return bytes.Contains(t.cause, []byte(s)) || bytes.Contains(t.buf, []byte(s))
 }
+
+// outOfMemoryMarks are what a worker writes when the kernel's address
+// space limit fails an allocation: the Go runtime's fatal error or, in a
+// race-enabled build, ThreadSanitizer's failure to map shadow memory and
+// the runtime's failure to reserve its race-mode heap.
+var outOfMemoryMarks = []string{
+	"out of memory",
+	"ThreadSanitizer failed to allocate",
+	"too many address space collisions for -race mode",
+}
+
+// containsAny reports whether the kept stderr contains one of marks.
+func (t *tailBuffer) containsAny(marks []string) bool {
+	for _, m := range marks {
+		if t.contains(m) {
+			return true
+		}
+	}
+	return false
+}

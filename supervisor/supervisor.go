@@ -24,7 +24,8 @@ type Supervisor struct {
 	interps map[int64]*interp
 	closed  bool
 
-	qs queues
+	qs    queues
+	spare spares
 
 	watchers sync.WaitGroup
 
@@ -90,7 +91,9 @@ func New(cfg Config) (*Supervisor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Supervisor{cfg: cfg, interps: make(map[int64]*interp)}, nil
+	s := &Supervisor{cfg: cfg, interps: make(map[int64]*interp)}
+	s.refillSpares()
+	return s, nil
 }
 
 func notFound(id int64) *protocol.Error {
@@ -180,18 +183,27 @@ func (s *Supervisor) watch(it *interp) {
 			return
 		}
 		exitErr := p.exitError(it.id)
-		if it.limits.MemoryBytes > 0 && p.stderr.contains("out of memory") {
+		if it.limits.MemoryBytes > 0 && p.stderr.containsAny(outOfMemoryMarks) {
 			// The kernel's hard limit ended it (RLIMIT_AS fails the Go
 			// runtime's next allocation, which it reports and dies of).
 			exitErr.Cause = protocol.CodeMemoryLimit
 			exitErr.Msg += " (memory limit exceeded)"
 		}
-		p.markDead(exitErr)
 		s.crashed.Add(1)
-		p.client.Kill() // releases go-plugin's goroutines and socket directory
 		s.cfg.Logger.Warn("worker ended", "interpreter", it.id, "error", exitErr.Msg)
-		s.unbindItems(it.id) // the worker's items are gone with it, restart or not
-		if it.policy != nil && s.restart(it, exitErr) {
+		if it.policy == nil {
+			// Gone before the failed call hears of it: whoever it tells
+			// finds the interpreter gone.
+			s.end(it)
+			p.markDead(exitErr)
+			p.client.Kill() // releases go-plugin's goroutines and socket directory
+			return
+		}
+		it.restarting.Store(true) // calls fail with "already running" meanwhile
+		p.markDead(exitErr)
+		p.client.Kill()
+		s.unbindItems(it.id) // the worker's items are gone with it
+		if s.restart(it, exitErr) {
 			continue
 		}
 		s.end(it)
@@ -304,6 +316,7 @@ func (s *Supervisor) Close() error {
 		}()
 	}
 	wg.Wait()
+	s.stopSpares()
 	s.watchers.Wait()
 	return nil
 }

@@ -52,8 +52,6 @@ func Main() int {
 	// and early rather than at the 1 GB default.
 	debug.SetMaxStack(256 << 20)
 
-	applyProcessLimits(cfg)
-
 	f := os.NewFile(protocol.WorkerConnFD, "subinterp-session")
 	conn, err := net.FileConn(f)
 	f.Close() // FileConn holds a close-on-exec duplicate; no child inherits the session

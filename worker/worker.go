@@ -42,7 +42,18 @@ type worker struct {
 }
 
 func newWorker(cfg protocol.WorkerConfig) *worker {
-	w := &worker{cfg: cfg, outBudget: -1}
+	w := &worker{outBudget: -1}
+	if !cfg.Spare {
+		w.configure(cfg)
+	}
+	return w
+}
+
+// configure makes the worker the interpreter cfg describes: its limits and
+// its VM. A spare worker gets here only when a Create claims it.
+func (w *worker) configure(cfg protocol.WorkerConfig) {
+	w.cfg = cfg
+	applyProcessLimits(cfg)
 	m := newLuaModule(w)
 	w.vm = NewVM(VMConfig{
 		Stdlib:  cfg.Stdlib,
@@ -51,11 +62,11 @@ func newWorker(cfg protocol.WorkerConfig) *worker {
 		Modules: map[string]lua.LGFunction{"interpreters": m.open},
 	})
 	m.init(w.vm.L())
-	return w
 }
 
 func (w *worker) serve(conn net.Conn) {
 	w.peer = protocol.NewPeer(conn, protocol.PeerConfig{Handlers: map[string]protocol.Handler{
+		protocol.MethodConfigure:   w.configureRequest,
 		protocol.MethodExec:        w.exec,
 		protocol.MethodCall:        w.call,
 		protocol.MethodPrepareMain: w.prepareMain,
@@ -63,11 +74,30 @@ func (w *worker) serve(conn net.Conn) {
 	}})
 }
 
+func (w *worker) configureRequest(_ context.Context, body []byte) (any, error) {
+	var cfg protocol.WorkerConfig
+	if err := msgpack.Unmarshal(body, &cfg); err != nil {
+		return nil, protocol.Errorf(protocol.CodeProtocol, "configure params: %v", err)
+	}
+	w.busy.Lock()
+	defer w.busy.Unlock()
+	if w.vm != nil {
+		return nil, protocol.Errorf(protocol.CodeProtocol, "the worker is configured already")
+	}
+	cfg.Spare = false
+	w.configure(cfg)
+	return nil, nil
+}
+
 // begin claims the VM for one call and arms its limits. The supervisor
 // already refuses a second call, so a busy VM here is a protocol error.
 func (w *worker) begin(ctx context.Context, timeoutNs int64) (context.Context, func(), error) {
 	if !w.busy.TryLock() {
 		return nil, nil, protocol.Errorf(protocol.CodeAlreadyRunning, "interpreter already running")
+	}
+	if w.vm == nil {
+		w.busy.Unlock()
+		return nil, nil, protocol.Errorf(protocol.CodeProtocol, "the worker is a spare not yet configured")
 	}
 	w.calls.Add(1)
 	w.outMu.Lock()

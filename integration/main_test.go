@@ -1,0 +1,94 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/subinterp/subinterp/interpreters"
+)
+
+// leftoverWait bounds how long TestMain waits for worker processes to be
+// gone once every runtime has been closed.
+const leftoverWait = 3 * time.Second
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	backgroundCloses.Wait()
+	for _, e := range backgroundErrs.list() {
+		fmt.Fprintf(os.Stderr, "integration: %s\n", e)
+		code = 1
+	}
+	if err := interpreters.Shutdown(); err != nil {
+		fmt.Fprintf(os.Stderr, "integration: Shutdown: %v\n", err)
+		code = 1
+	}
+	if left := waitNoChildren(leftoverWait); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "integration: %d child process(es) still present %v after every runtime was closed:\n\t%s\n",
+			len(left), leftoverWait, strings.Join(left, "\n\t"))
+		code = 1
+	}
+	os.Exit(code)
+}
+
+// waitNoChildren polls until this process has no child processes (zombies
+// included) or the timeout passes, and returns the ones that remain.
+func waitNoChildren(timeout time.Duration) []string {
+	deadline := time.Now().Add(timeout)
+	for {
+		left := childProcesses()
+		if len(left) == 0 || time.Now().After(deadline) {
+			return left
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// childProcesses lists the processes whose parent is this process, as
+// "pid (comm) state S", from /proc. Without /proc it reports none.
+func childProcesses() []string {
+	self := os.Getpid()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		ppid, comm, state, ok := procStat(pid)
+		if ok && ppid == self {
+			out = append(out, fmt.Sprintf("%d (%s) state %s", pid, comm, state))
+		}
+	}
+	return out
+}
+
+// procStat reads a process's parent pid, command name and state from
+// /proc/PID/stat. The command name may hold spaces and parentheses, so the
+// fields are taken after the last ')'.
+func procStat(pid int) (ppid int, comm, state string, ok bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, "", "", false
+	}
+	s := string(b)
+	open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || closing < open {
+		return 0, "", "", false
+	}
+	fields := strings.Fields(s[closing+1:])
+	if len(fields) < 2 {
+		return 0, "", "", false
+	}
+	ppid, err = strconv.Atoi(fields[1])
+	if err != nil {
+		return 0, "", "", false
+	}
+	return ppid, s[open+1 : closing], fields[0], true
+}

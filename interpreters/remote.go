@@ -1,0 +1,430 @@
+package interpreters
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/subinterp/subinterp/protocol"
+	"github.com/subinterp/subinterp/supervisor"
+)
+
+// Bounded waits of a remote runtime.
+const (
+	// helloTimeout bounds connecting and the hello exchange when the
+	// caller's context has no deadline of its own.
+	helloTimeout = 10 * time.Second
+	// cancelWait is how long a cancelled call waits for the daemon's
+	// answer. The daemon answers once the interpreter stopped or its worker
+	// was killed (a second or so), and waiting for that keeps the local
+	// rules: when CallContext returns the interpreter is no longer running,
+	// and a cancelled queue Get either lost nothing or returned its item.
+	// Past it the call is abandoned rather than hang.
+	cancelWait = 10 * time.Second
+	// releaseTimeout bounds a queue release sent from a handle's cleanup.
+	releaseTimeout = 10 * time.Second
+)
+
+// Dial connects to a running daemon (`subinterp serve`) and returns a
+// Runtime whose interpreters live in the daemon and behave exactly like
+// local ones: the same methods, values and errors.
+//
+// addr is a Unix socket path, the same written unix://PATH, or
+// tcp://HOST:PORT. TCP needs WithToken and uses TLS: WithTLS sets its
+// configuration (for example the CA that signed the daemon's certificate);
+// without it the system roots verify the daemon. On a Unix socket the
+// daemon admits its own user (and those it was told to allow) and needs no
+// token.
+//
+// opts set the defaults of every interpreter the runtime creates, as with
+// New. WithStdout also names where the output of this runtime's calls on
+// interpreters it did not create goes (default: os.Stdout at the time of
+// each write): a daemon sends each connection the output of its own calls.
+//
+// Interpreters outlive the connection: Close on the runtime ends the
+// connection, not them. If the connection is lost, calls fail with an
+// error matching ErrUnavailable (and ErrInterpreter); they never hang.
+func Dial(ctx context.Context, addr string, opts ...Option) (*Runtime, error) {
+	o := collect(options{}, opts)
+	rb, err := dialDaemon(ctx, addr, o)
+	if err != nil {
+		return nil, err
+	}
+	return newRuntime(o, func() (backend, error) { return rb, nil }), nil
+}
+
+// ParseAddr splits a daemon address as Dial reads it into a network
+// ("unix" or "tcp") and an address for net.Dial.
+func ParseAddr(addr string) (network, address string, err error) {
+	switch {
+	case strings.HasPrefix(addr, "unix://"):
+		network, address = "unix", strings.TrimPrefix(addr, "unix://")
+	case strings.HasPrefix(addr, "tcp://"):
+		network, address = "tcp", strings.TrimPrefix(addr, "tcp://")
+		if _, _, err := net.SplitHostPort(address); err != nil {
+			return "", "", errorf(ErrInvalidArgument, "daemon address %q: %v", addr, err)
+		}
+	case strings.Contains(addr, "://"):
+		return "", "", errorf(ErrInvalidArgument, "daemon address %q: want a socket path, unix://PATH or tcp://HOST:PORT", addr)
+	default:
+		network, address = "unix", addr
+	}
+	if address == "" {
+		return "", "", errorf(ErrInvalidArgument, "daemon address %q is empty", addr)
+	}
+	return network, address, nil
+}
+
+func unavailable(format string, args ...any) *protocol.Error {
+	return protocol.Errorf(protocol.CodeUnavailable, format, args...)
+}
+
+func dialDaemon(ctx context.Context, addr string, o options) (*remoteBackend, error) {
+	network, address, err := ParseAddr(addr)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, helloTimeout)
+		defer cancel()
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, network, address)
+	if err != nil {
+		return nil, &opError{msg: fmt.Sprintf("cannot reach the subinterp daemon at %s: %v", addr, err), kind: ErrUnavailable, cause: err}
+	}
+	if network == "tcp" {
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		if o.tls != nil {
+			cfg = o.tls.Clone()
+		}
+		if cfg.ServerName == "" {
+			cfg.ServerName, _, _ = net.SplitHostPort(address)
+		}
+		tc := tls.Client(conn, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, &opError{msg: fmt.Sprintf("TLS handshake with the subinterp daemon at %s failed: %v", addr, err), kind: ErrUnavailable, cause: err}
+		}
+		conn = tc
+	}
+	dl, _ := ctx.Deadline()
+	_ = conn.SetDeadline(dl)
+	res, err := protocol.ClientHello(conn, protocol.HelloParams{Version: protocol.Version, Token: o.token})
+	if err != nil {
+		conn.Close()
+		var e *protocol.Error
+		if errors.As(err, &e) {
+			e2 := *e
+			e2.Msg = fmt.Sprintf("the subinterp daemon at %s refused the connection: %s", addr, e.Msg)
+			return nil, fromWire(&e2)
+		}
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return nil, &opError{msg: fmt.Sprintf("no answer from the subinterp daemon at %s: %v", addr, err), kind: ErrUnavailable, cause: err}
+	}
+	_ = conn.SetDeadline(time.Time{})
+	out := o.stdout
+	if out == nil {
+		out = hostStdout{}
+	}
+	rb := &remoteBackend{addr: addr, pid: res.Pid, defaultOut: out, outs: make(map[int64]io.Writer)}
+	rb.peer = protocol.NewPeer(conn, protocol.PeerConfig{OnNotify: rb.notify})
+	return rb, nil
+}
+
+// remoteBackend drives a daemon over one control session.
+type remoteBackend struct {
+	addr       string
+	pid        int
+	peer       *protocol.Peer
+	defaultOut io.Writer
+
+	mu   sync.Mutex
+	outs map[int64]io.Writer // the writers of interpreters this runtime created with their own
+}
+
+var _ backend = (*remoteBackend)(nil)
+
+// notify runs on the session's reader: output is written before the
+// response of the call that produced it is delivered.
+func (r *remoteBackend) notify(method string, body []byte) {
+	if method != protocol.NotifyOutput {
+		return
+	}
+	var p protocol.OutputParams
+	if err := msgpack.Unmarshal(body, &p); err != nil || len(p.Data) == 0 {
+		return
+	}
+	r.mu.Lock()
+	w := r.outs[p.ID]
+	r.mu.Unlock()
+	if w == nil {
+		w = r.defaultOut
+	}
+	_, _ = w.Write(p.Data)
+}
+
+// roundTrip sends one request and waits for its answer. A cancelled ctx
+// sends $cancel and still waits, boundedly, for the daemon's answer, which
+// then says what happened.
+func (r *remoteBackend) roundTrip(ctx context.Context, method string, params any) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, protocol.AsError(err)
+	}
+	c, err := r.peer.Go(method, params)
+	if err != nil {
+		return nil, r.wireError(ctx, err)
+	}
+	select {
+	case <-c.Done:
+	case <-ctx.Done():
+		_ = r.peer.Notify(protocol.MethodCancel, c.ID)
+		t := time.NewTimer(cancelWait)
+		select {
+		case <-c.Done:
+		case <-t.C:
+			r.peer.Cancel(c, ctx.Err())
+			<-c.Done
+		}
+		t.Stop()
+	}
+	if c.Err != nil {
+		return nil, r.wireError(ctx, c.Err)
+	}
+	return c.Result, nil
+}
+
+// do is roundTrip decoding the result into out, when out is not nil.
+func (r *remoteBackend) do(ctx context.Context, method string, params, out any) error {
+	res, err := r.roundTrip(ctx, method, params)
+	if err != nil || out == nil {
+		return err
+	}
+	if err := msgpack.Unmarshal(res, out); err != nil {
+		return protocol.Errorf(protocol.CodeProtocol, "%s: malformed answer from the daemon: %v", method, err)
+	}
+	return nil
+}
+
+// wireError makes a session failure an ErrUnavailable, and makes a call
+// the caller gave up on match the caller's reason: the daemon only saw a
+// cancellation, whatever the reason was.
+func (r *remoteBackend) wireError(ctx context.Context, err error) error {
+	e := protocol.AsError(err)
+	if e.Code == protocol.CodeClosed {
+		return unavailable("lost the connection to the subinterp daemon at %s: %s", r.addr, e.Msg)
+	}
+	ctxErr := ctx.Err()
+	if ctxErr == nil {
+		return e
+	}
+	want := protocol.AsError(ctxErr).Code
+	isCtx := func(c protocol.Code) bool { return c == protocol.CodeCanceled || c == protocol.CodeDeadlineExceeded }
+	switch {
+	case isCtx(e.Code) && e.Code != want:
+		e2 := *e
+		e2.Code = want
+		return &e2
+	case isCtx(e.Cause) && e.Cause != want:
+		e2 := *e
+		e2.Cause = want
+		return &e2
+	}
+	return e
+}
+
+// timeoutNs is ctx's remaining time, for the daemon to apply as its own
+// deadline; 0 when ctx has none.
+func timeoutNs(ctx context.Context) int64 {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return 0
+	}
+	return int64(max(time.Until(dl), 1))
+}
+
+func (r *remoteBackend) Create(ctx context.Context, opts supervisor.CreateOptions) (int64, error) {
+	var id int64
+	err := r.do(ctx, protocol.ControlCreate, &protocol.CreateParams{
+		Stdlib:        opts.Stdlib,
+		MemoryLimit:   opts.Limits.MemoryBytes,
+		CPULimitNs:    int64(opts.Limits.CPUPerCall),
+		CallTimeoutNs: int64(opts.Limits.CallTimeout),
+		OutputLimit:   opts.Limits.OutputBytes,
+	}, &id)
+	if err != nil {
+		return 0, err
+	}
+	if opts.Stdout != nil {
+		r.mu.Lock()
+		r.outs[id] = opts.Stdout
+		r.mu.Unlock()
+	}
+	return id, nil
+}
+
+func (r *remoteBackend) Exec(ctx context.Context, id int64, src string) error {
+	return r.do(ctx, protocol.ControlExec, &protocol.ControlExecParams{ID: id, Source: src, TimeoutNs: timeoutNs(ctx)}, nil)
+}
+
+func (r *remoteBackend) Call(ctx context.Context, id int64, fn string, args []byte) ([]byte, error) {
+	return r.roundTrip(ctx, protocol.ControlCall, &protocol.ControlCallParams{ID: id, Fn: fn, Args: args, TimeoutNs: timeoutNs(ctx)})
+}
+
+func (r *remoteBackend) PrepareMain(ctx context.Context, id int64, names []byte) error {
+	return r.do(ctx, protocol.ControlPrepareMain, &protocol.InterpPrepareParams{ID: id, Names: names}, nil)
+}
+
+func (r *remoteBackend) CloseInterpreter(id int64) error {
+	err := r.do(context.Background(), protocol.ControlClose, &protocol.IDParams{ID: id}, nil)
+	if err == nil || errors.Is(fromWire(err), ErrInterpreterNotFound) {
+		r.mu.Lock()
+		delete(r.outs, id)
+		r.mu.Unlock()
+	}
+	return err
+}
+
+func (r *remoteBackend) IsRunning(id int64) (bool, error) {
+	var running bool
+	err := r.do(context.Background(), protocol.ControlIsRunning, &protocol.IDParams{ID: id}, &running)
+	return running, err
+}
+
+func (r *remoteBackend) Pid(id int64) (int, error) {
+	var pid int
+	err := r.do(context.Background(), protocol.ControlPid, &protocol.IDParams{ID: id}, &pid)
+	return pid, err
+}
+
+func (r *remoteBackend) Exists(id int64) (bool, error) {
+	var ok bool
+	err := r.do(context.Background(), protocol.ControlExists, &protocol.IDParams{ID: id}, &ok)
+	return ok, err
+}
+
+func (r *remoteBackend) list(ctx context.Context, stats bool) ([]protocol.InterpInfo, error) {
+	var infos []protocol.InterpInfo
+	err := r.do(ctx, protocol.ControlList, &protocol.ListParams{Stats: stats}, &infos)
+	return infos, err
+}
+
+func (r *remoteBackend) List(ctx context.Context) ([]supervisor.Info, error) {
+	infos, err := r.list(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]supervisor.Info, len(infos))
+	for i, in := range infos {
+		out[i] = supervisor.Info{ID: in.ID, Pid: in.Pid, Created: time.Unix(0, in.CreatedUnixNano), Running: in.Running, Calls: in.Calls}
+	}
+	return out, nil
+}
+
+func (r *remoteBackend) Describe(ctx context.Context) ([]InterpreterInfo, error) {
+	infos, err := r.list(ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]InterpreterInfo, len(infos))
+	for i, in := range infos {
+		out[i] = InterpreterInfo{
+			ID: in.ID, Pid: in.Pid, Created: time.Unix(0, in.CreatedUnixNano), Running: in.Running, Calls: in.Calls,
+			RSSBytes: in.RSSBytes, CPUTime: time.Duration(in.CPUNanos),
+		}
+	}
+	return out, nil
+}
+
+// Close ends the connection; the daemon releases the queue references it
+// held, and its interpreters live on.
+func (r *remoteBackend) Close() error {
+	_ = r.peer.Close()
+	return nil
+}
+
+func (r *remoteBackend) CreateQueue(maxsize int, mode protocol.UnboundMode) (int64, error) {
+	var id int64
+	err := r.do(context.Background(), protocol.ControlQueueCreate, &protocol.QueueCreateParams{MaxSize: maxsize, Unbound: mode}, &id)
+	return id, err
+}
+
+func (r *remoteBackend) RetainQueue(id int64) error {
+	return r.do(context.Background(), protocol.ControlQueueRetain, &protocol.IDParams{ID: id}, nil)
+}
+
+// ReleaseQueue runs from a handle's cleanup, which must not wait on the
+// network, so the release is sent in the background. The reference it
+// drops was counted by the daemon before the handle could exist, so the
+// release cannot overtake it.
+func (r *remoteBackend) ReleaseQueue(id int64) {
+	select {
+	case <-r.peer.Done():
+		return // the daemon released everything with the connection
+	default:
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+		defer cancel()
+		_, _ = r.peer.Call(ctx, protocol.ControlQueueRelease, &protocol.IDParams{ID: id})
+	}()
+}
+
+func (r *remoteBackend) Queue(id int64) (supervisor.QueueInfo, error) {
+	var info protocol.QueueInfo
+	if err := r.do(context.Background(), protocol.ControlQueueInfo, &protocol.IDParams{ID: id}, &info); err != nil {
+		return supervisor.QueueInfo{}, err
+	}
+	return supervisor.QueueInfo{ID: id, MaxSize: info.MaxSize, Unbound: info.Unbound, Size: info.Size}, nil
+}
+
+// QueuePut: a non-blocking put is one quick try even under an expired
+// context, as it is locally.
+func (r *remoteBackend) QueuePut(ctx context.Context, id int64, data []byte, _ int64, mode protocol.UnboundMode, block bool) error {
+	if !block {
+		ctx = context.Background()
+	}
+	return r.do(ctx, protocol.ControlQueuePut, &protocol.QueuePutParams{ID: id, Value: data, Unbound: mode, Block: block, TimeoutNs: timeoutNs(ctx)}, nil)
+}
+
+func (r *remoteBackend) QueueGet(ctx context.Context, id int64, block bool) (supervisor.QueueItem, error) {
+	if !block {
+		ctx = context.Background()
+	}
+	var res protocol.QueueGetResult
+	if err := r.do(ctx, protocol.ControlQueueGet, &protocol.QueueGetParams{ID: id, Block: block, TimeoutNs: timeoutNs(ctx)}, &res); err != nil {
+		return supervisor.QueueItem{}, err
+	}
+	return supervisor.QueueItem{Data: res.Value, Unbound: res.Unbound}, nil
+}
+
+func (r *remoteBackend) DescribeQueues(ctx context.Context) ([]QueueInfo, error) {
+	var entries []protocol.QueueEntry
+	if err := r.do(ctx, protocol.ControlQueueList, nil, &entries); err != nil {
+		return nil, err
+	}
+	out := make([]QueueInfo, len(entries))
+	for i, e := range entries {
+		out[i] = QueueInfo{ID: e.ID, MaxSize: e.MaxSize, Size: e.Size, UnboundItems: UnboundMode(e.Unbound), Pinned: e.Pinned > 0}
+	}
+	return out, nil
+}
+
+func (r *remoteBackend) PinQueue(id int64) error {
+	return r.do(context.Background(), protocol.ControlQueuePin, &protocol.IDParams{ID: id}, nil)
+}
+
+func (r *remoteBackend) UnpinQueue(id int64) error {
+	return r.do(context.Background(), protocol.ControlQueueUnpin, &protocol.IDParams{ID: id}, nil)
+}
