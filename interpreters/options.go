@@ -141,3 +141,16 @@ func WithRestart(p RestartPolicy) Option {
 // claims one instead of launching a process (a runtime option: give it to
 // New).
 func WithWarmSpares(n int) Option { return func(o *options) { o.spares = n } }
+
+// WarmSpares is the number of spare workers ready for Create to claim; 0
+// for a runtime without them, or a remote one.
+func (rt *Runtime) WarmSpares() int {
+	b, err := rt.backend()
+	if err != nil {
+		return 0
+	}
+	if s, ok := b.(interface{ SparesReady() int }); ok {
+		return s.SparesReady()
+	}
+	return 0
+}

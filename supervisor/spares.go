@@ -101,3 +101,10 @@ func (s *Supervisor) stopSpares() {
 	}
 	wg.Wait()
 }
+
+// SparesReady is the number of spare workers ready to be claimed.
+func (s *Supervisor) SparesReady() int {
+	s.spare.mu.Lock()
+	defer s.spare.mu.Unlock()
+	return len(s.spare.ready)
+}

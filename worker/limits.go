@@ -96,8 +96,11 @@ func (w *worker) watch(cancel context.CancelCauseFunc) func() {
 		return func() {}
 	}
 	cpuStart := cpuSeconds()
+	hard := uint64(float64(mem) * hardMemoryFactor)
 	done := make(chan struct{})
+	exited := make(chan struct{})
 	go func() {
+		defer close(exited)
 		t := time.NewTicker(watchInterval)
 		defer t.Stop()
 		tripped := false
@@ -108,18 +111,20 @@ func (w *worker) watch(cancel context.CancelCauseFunc) func() {
 			case <-t.C:
 			}
 			if mem > 0 {
-				switch heap := heapBytes(); {
-				case heap > uint64(float64(mem)*hardMemoryFactor):
+				heap := heapBytes()
+				if heap > hard || (heap > uint64(mem) && !tripped) {
+					// The heap counts garbage not yet swept: only memory
+					// still in use after a collection is over a limit.
+					runtime.GC()
+					heap = heapBytes()
+				}
+				switch {
+				case heap > hard:
 					cancel(memoryError(mem))
 					return
 				case heap > uint64(mem) && !tripped:
-					// The heap counts garbage not yet swept: only memory
-					// still in use after a collection is over the limit.
-					runtime.GC()
-					if heapBytes() > uint64(mem) {
-						w.vm.SoftInterrupt(memoryError(mem))
-						tripped = true
-					}
+					w.vm.SoftInterrupt(memoryError(mem))
+					tripped = true
 				case heap <= uint64(mem):
 					tripped = false
 				}
@@ -130,5 +135,10 @@ func (w *worker) watch(cancel context.CancelCauseFunc) func() {
 			}
 		}
 	}()
-	return func() { close(done) }
+	// Stopping waits for the watch to finish its check: a MemoryError it
+	// decided on during a collection must not land in the next call.
+	return func() {
+		close(done)
+		<-exited
+	}
 }

@@ -28,9 +28,11 @@ const outputFlushDelay = 5 * time.Millisecond
 const outputFlushSize = 32 << 10
 
 type worker struct {
-	cfg  protocol.WorkerConfig
-	vm   *VM
-	peer *protocol.Peer
+	cfg        protocol.WorkerConfig
+	vm         *VM
+	stdlib     bool // what vm was built with
+	configured bool // cfg is an interpreter's, not a spare's
+	peer       *protocol.Peer
 
 	busy  sync.Mutex // held by the call in progress; gopher-lua is single-threaded
 	calls atomic.Int64
@@ -43,20 +45,36 @@ type worker struct {
 
 func newWorker(cfg protocol.WorkerConfig) *worker {
 	w := &worker{outBudget: -1}
-	if !cfg.Spare {
-		w.configure(cfg)
+	if cfg.Spare {
+		// Most interpreters are sandboxed: a spare builds that VM ahead,
+		// so claiming it costs one round trip.
+		w.newVM(false)
+		return w
 	}
+	w.configure(cfg)
 	return w
 }
 
 // configure makes the worker the interpreter cfg describes: its limits and
-// its VM. A spare worker gets here only when a Create claims it.
+// its VM. A spare worker gets here when a Create claims it, and keeps the
+// VM it built unless cfg wants another kind.
 func (w *worker) configure(cfg protocol.WorkerConfig) {
 	w.cfg = cfg
 	applyProcessLimits(cfg)
+	if w.vm == nil || w.stdlib != cfg.Stdlib {
+		if w.vm != nil {
+			w.vm.Close()
+		}
+		w.newVM(cfg.Stdlib)
+	}
+	w.configured = true
+}
+
+func (w *worker) newVM(stdlib bool) {
+	w.stdlib = stdlib
 	m := newLuaModule(w)
 	w.vm = NewVM(VMConfig{
-		Stdlib:  cfg.Stdlib,
+		Stdlib:  stdlib,
 		Output:  w.write,
 		Codec:   m.codec(),
 		Modules: map[string]lua.LGFunction{"interpreters": m.open},
@@ -81,7 +99,7 @@ func (w *worker) configureRequest(_ context.Context, body []byte) (any, error) {
 	}
 	w.busy.Lock()
 	defer w.busy.Unlock()
-	if w.vm != nil {
+	if w.configured {
 		return nil, protocol.Errorf(protocol.CodeProtocol, "the worker is configured already")
 	}
 	cfg.Spare = false
@@ -95,7 +113,7 @@ func (w *worker) begin(ctx context.Context, timeoutNs int64) (context.Context, f
 	if !w.busy.TryLock() {
 		return nil, nil, protocol.Errorf(protocol.CodeAlreadyRunning, "interpreter already running")
 	}
-	if w.vm == nil {
+	if !w.configured {
 		w.busy.Unlock()
 		return nil, nil, protocol.Errorf(protocol.CodeProtocol, "the worker is a spare not yet configured")
 	}
