@@ -2,6 +2,7 @@ package interpreters
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"regexp"
@@ -44,28 +45,18 @@ func (i *Interpreter) unrecognized(op string) error {
 	return errorf(ErrInterpreter, "cannot %s unrecognized interpreter %d", op, i.id)
 }
 
-// notFound normalises a failure: once the backend no longer knows the
-// interpreter, the handle is dropped from the runtime.
+// result turns a backend failure into its public error. An interpreter
+// found gone has its handle dropped from the runtime, which would otherwise
+// grow with every interpreter ever made.
 func (i *Interpreter) result(err error) error {
 	if err == nil {
 		return nil
 	}
 	err = fromWire(err)
-	if !i.rt.exists(i.id) {
+	if errors.Is(err, ErrInterpreterNotFound) {
 		i.rt.forget(i.id)
 	}
 	return err
-}
-
-// exists reports whether the backend still knows id. When it cannot tell
-// (a lost connection), the handle is kept: it is not known to be gone.
-func (rt *Runtime) exists(id int64) bool {
-	b, err := rt.backend()
-	if err != nil {
-		return false
-	}
-	ok, err := b.Exists(id)
-	return ok || err != nil
 }
 
 // IsRunning reports whether an Exec, Call or PrepareMain is in progress in
