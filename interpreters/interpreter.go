@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"runtime"
 
 	"github.com/subinterp/subinterp/protocol"
 )
@@ -153,6 +154,7 @@ func (i *Interpreter) CallContext(ctx context.Context, fn string, args ...any) (
 		return nil, fromWire(err)
 	}
 	res, err := b.Call(ctx, i.id, fn, raw)
+	runtime.KeepAlive(args) // queue handles in args hold their queues until the interpreter does
 	if err != nil {
 		return nil, i.result(err)
 	}
@@ -215,7 +217,9 @@ func (i *Interpreter) PrepareMain(ns map[string]any) error {
 	if err != nil {
 		return fromWire(err)
 	}
-	return i.result(b.PrepareMain(context.Background(), i.id, raw))
+	err = b.PrepareMain(context.Background(), i.id, raw)
+	runtime.KeepAlive(ns) // queue handles in ns hold their queues until the interpreter does
+	return i.result(err)
 }
 
 // Thread is a call running in its own goroutine.

@@ -83,6 +83,12 @@ func (s *Supervisor) createQueue(maxsize int, mode protocol.UnboundMode, by int6
 	if !mode.Valid() {
 		return 0, protocol.Errorf(protocol.CodeInvalidArgument, "unsupported unbound mode %d", mode)
 	}
+	s.mu.RLock()
+	closed := s.closed
+	s.mu.RUnlock()
+	if closed {
+		return 0, protocol.Errorf(protocol.CodeQueueNotFound, "the supervisor is closed")
+	}
 	s.qs.mu.Lock()
 	defer s.qs.mu.Unlock()
 	if s.qs.byID == nil {
@@ -437,5 +443,21 @@ func (s *Supervisor) unbindItems(id int64) {
 		}
 		q.mu.Unlock()
 		s.releaseRefs(removed)
+	}
+}
+
+// closeQueues destroys every queue: the supervisor is closing. Waiters
+// wake and find their queue gone.
+func (s *Supervisor) closeQueues() {
+	s.qs.mu.Lock()
+	all := s.qs.byID
+	s.qs.byID = nil
+	s.qs.mu.Unlock()
+	for _, q := range all {
+		q.mu.Lock()
+		q.items = nil
+		q.destroyed = true
+		q.signal()
+		q.mu.Unlock()
 	}
 }

@@ -317,6 +317,7 @@ func (s *Supervisor) Close() error {
 	}
 	wg.Wait()
 	s.stopSpares()
+	s.closeQueues()
 	s.watchers.Wait()
 	return nil
 }
