@@ -4,8 +4,10 @@ PKGS     := ./...
 BENCHPKG := ./integration/
 BENCHTIME ?= 2s
 BENCHCOUNT ?= 5
+SOAK     ?= 5m
+SOAKTIMEOUT ?= 6h
 
-.PHONY: help build test lint vet fmt-check fuzz bench soak clean
+.PHONY: help build test lint vet fmt-check fuzz bench soak load clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -32,6 +34,12 @@ fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 
 bench: ## benchmarks against the baselines, side by side in one run
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout 60m $(BENCHPKG) ./internal/baseline/ ./worker/
+
+load: ## the daemon under full load: 200 interpreters, 8 clients, 30 s, then shutdown mid-load
+	SUBINTERP_LOAD=1 $(GO) test -count=1 -run '^TestDaemonLoad$$' -v -timeout 10m ./integration/
+
+soak: ## chaos soak: 32 interpreters under random faults and kills for SOAK (default 5m)
+	SUBINTERP_SOAK=$(SOAK) $(GO) test -race -count=1 -timeout $(SOAKTIMEOUT) -run '^TestChaos$$' -v ./integration/
 
 clean:
 	rm -rf bin

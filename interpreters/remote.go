@@ -138,7 +138,7 @@ func dialDaemon(ctx context.Context, addr string, o options) (*remoteBackend, er
 	if out == nil {
 		out = hostStdout{}
 	}
-	rb := &remoteBackend{addr: addr, pid: res.Pid, defaultOut: out, outs: make(map[int64]io.Writer)}
+	rb := &remoteBackend{addr: addr, pid: res.Pid, defaultOut: out, outs: make(map[int64]io.Writer), restarts: make(map[int64]func(supervisor.RestartEvent))}
 	rb.peer = protocol.NewPeer(conn, protocol.PeerConfig{OnNotify: rb.notify})
 	return rb, nil
 }
@@ -150,8 +150,9 @@ type remoteBackend struct {
 	peer       *protocol.Peer
 	defaultOut io.Writer
 
-	mu   sync.Mutex
-	outs map[int64]io.Writer // the writers of interpreters this runtime created with their own
+	mu       sync.Mutex
+	outs     map[int64]io.Writer                     // the writers of interpreters this runtime created with their own
+	restarts map[int64]func(supervisor.RestartEvent) // the OnRestart of interpreters this runtime created with one
 }
 
 var _ backend = (*remoteBackend)(nil)
@@ -159,6 +160,10 @@ var _ backend = (*remoteBackend)(nil)
 // notify runs on the session's reader: output is written before the
 // response of the call that produced it is delivered.
 func (r *remoteBackend) notify(method string, body []byte) {
+	if method == protocol.NotifyRestart {
+		r.restarted(body)
+		return
+	}
 	if method != protocol.NotifyOutput {
 		return
 	}
@@ -173,6 +178,29 @@ func (r *remoteBackend) notify(method string, body []byte) {
 		w = r.defaultOut
 	}
 	_, _ = w.Write(p.Data)
+}
+
+// restarted hands a restart attempt to the OnRestart of the policy the
+// interpreter was created with.
+func (r *remoteBackend) restarted(body []byte) {
+	var n protocol.RestartNotice
+	if err := msgpack.Unmarshal(body, &n); err != nil {
+		return
+	}
+	r.mu.Lock()
+	f := r.restarts[n.ID]
+	if n.GaveUp {
+		delete(r.restarts, n.ID)
+	}
+	r.mu.Unlock()
+	if f == nil {
+		return
+	}
+	ev := supervisor.RestartEvent{InterpreterID: n.ID, Attempt: n.Attempt, Cause: n.Cause, GaveUp: n.GaveUp}
+	if n.Err != nil {
+		ev.Err = n.Err
+	}
+	f(ev)
 }
 
 // roundTrip sends one request and waits for its answer. A cancelled ctx
@@ -256,21 +284,34 @@ func timeoutNs(ctx context.Context) int64 {
 
 func (r *remoteBackend) Create(ctx context.Context, opts supervisor.CreateOptions) (int64, error) {
 	var id int64
-	err := r.do(ctx, protocol.ControlCreate, &protocol.CreateParams{
+	p := &protocol.CreateParams{
 		Stdlib:        opts.Stdlib,
 		MemoryLimit:   opts.Limits.MemoryBytes,
 		CPULimitNs:    int64(opts.Limits.CPUPerCall),
 		CallTimeoutNs: int64(opts.Limits.CallTimeout),
 		OutputLimit:   opts.Limits.OutputBytes,
-	}, &id)
-	if err != nil {
+	}
+	if rp := opts.Restart; rp != nil {
+		p.Restart = &protocol.RestartParams{
+			MaxRestarts:  rp.MaxRestarts,
+			PeriodNs:     int64(rp.Period),
+			InitScript:   rp.InitScript,
+			BackoffNs:    int64(rp.Backoff),
+			MaxBackoffNs: int64(rp.MaxBackoff),
+			Notify:       rp.OnRestart != nil,
+		}
+	}
+	if err := r.do(ctx, protocol.ControlCreate, p, &id); err != nil {
 		return 0, err
 	}
+	r.mu.Lock()
 	if opts.Stdout != nil {
-		r.mu.Lock()
 		r.outs[id] = opts.Stdout
-		r.mu.Unlock()
 	}
+	if opts.Restart != nil && opts.Restart.OnRestart != nil {
+		r.restarts[id] = opts.Restart.OnRestart
+	}
+	r.mu.Unlock()
 	return id, nil
 }
 
@@ -291,6 +332,7 @@ func (r *remoteBackend) CloseInterpreter(id int64) error {
 	if err == nil || errors.Is(fromWire(err), ErrInterpreterNotFound) {
 		r.mu.Lock()
 		delete(r.outs, id)
+		delete(r.restarts, id)
 		r.mu.Unlock()
 	}
 	return err
@@ -345,6 +387,14 @@ func (r *remoteBackend) Describe(ctx context.Context) ([]InterpreterInfo, error)
 		}
 	}
 	return out, nil
+}
+
+// Stats asks the daemon for the resource use of id's worker (a pool's
+// MaxWorkerRSS needs it).
+func (r *remoteBackend) Stats(ctx context.Context, id int64) (protocol.WorkerStats, error) {
+	var st protocol.WorkerStats
+	err := r.do(ctx, protocol.ControlStats, &protocol.IDParams{ID: id}, &st)
+	return st, err
 }
 
 // Close ends the connection; the daemon releases the queue references it

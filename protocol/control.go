@@ -37,6 +37,7 @@ const (
 	ControlPid         = "pid"          // IDParams → int
 	ControlExists      = "exists"       // IDParams → bool
 	ControlList        = "list"         // ListParams → []InterpInfo, oldest first
+	ControlStats       = "stats"        // IDParams → WorkerStats
 
 	ControlQueueCreate  = "queue.create"  // QueueCreateParams → int64 id, one reference for the connection
 	ControlQueueInfo    = "queue.info"    // IDParams → QueueInfo
@@ -78,6 +79,34 @@ type CreateParams struct {
 	CPULimitNs    int64
 	CallTimeoutNs int64
 	OutputLimit   int64
+	// Restart, when set, gives the interpreter a restart policy.
+	Restart *RestartParams
+}
+
+// RestartParams is a restart policy on the wire. With Notify the daemon
+// sends the creating connection a NotifyRestart notification for every
+// restart attempt.
+type RestartParams struct {
+	_msgpack     struct{} `msgpack:",as_array"`
+	MaxRestarts  int
+	PeriodNs     int64
+	InitScript   string
+	BackoffNs    int64
+	MaxBackoffNs int64
+	Notify       bool
+}
+
+// NotifyRestart is the notification a daemon sends with a RestartNotice.
+const NotifyRestart = "$restart"
+
+// RestartNotice reports one restart attempt of an interpreter.
+type RestartNotice struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	ID       int64
+	Attempt  int
+	Cause    *Error // how the previous worker ended
+	Err      *Error // why the attempt failed; nil on success
+	GaveUp   bool
 }
 
 // ControlExecParams runs a chunk in an interpreter.

@@ -86,7 +86,15 @@ func (s *Supervisor) peerConfig(p *process) protocol.PeerConfig {
 // it to an interpreter before it runs anything.
 func (s *Supervisor) startProcess(wcfg protocol.WorkerConfig) (*process, error) {
 	cfg := s.cfg
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	// Close-on-exec before any other goroutine can fork: only the worker
+	// gets its end, through ExtraFiles.
+	syscall.ForkLock.RLock()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err == nil {
+		syscall.CloseOnExec(fds[0])
+		syscall.CloseOnExec(fds[1])
+	}
+	syscall.ForkLock.RUnlock()
 	if err != nil {
 		return nil, fmt.Errorf("socketpair: %w", err)
 	}
@@ -115,10 +123,13 @@ func (s *Supervisor) startProcess(wcfg protocol.WorkerConfig) (*process, error) 
 		HandshakeConfig:  protocol.Handshake,
 		Plugins:          protocol.Plugins,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolNetRPC},
-		Logger:           cfg.Logger.Named("worker"),
-		SkipHostEnv:      true,
-		StartTimeout:     cfg.StartTimeout,
-		Stderr:           p.stderr,
+		// go-plugin's own logs are noise here (a normal close logs a failed
+		// dial and an ungraceful exit); what a worker says on stderr is kept
+		// for crash reports.
+		Logger:       hclog.NewNullLogger(),
+		SkipHostEnv:  true,
+		StartTimeout: cfg.StartTimeout,
+		Stderr:       p.stderr,
 		// go-plugin hands over a template command carrying its handshake
 		// environment; the worker command is ours.
 		RunnerFunc: func(_ hclog.Logger, template *exec.Cmd, _ string) (runner.Runner, error) {

@@ -20,6 +20,7 @@ const (
 	exitUsage       = 2   // bad flags or arguments
 	exitNotFound    = 3   // no such interpreter or queue
 	exitUnavailable = 69  // the daemon is not running (EX_UNAVAILABLE)
+	exitNoPerm      = 77  // the daemon refused this user or token (EX_NOPERM)
 	exitInterrupted = 130 // stopped by SIGINT
 )
 
@@ -45,20 +46,41 @@ var Version = "dev"
 // can run commands in-process.
 func newApp(stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
-		Use:           "subinterp",
-		Short:         "Run Lua scripts in isolated interpreters, one worker process each",
+		Use:   "subinterp",
+		Short: "Run Lua scripts in isolated interpreters, one worker process each",
+		Long: `Run Lua scripts in isolated interpreters, each a Lua VM in its own worker
+process: "subinterp run" with no daemon, or a supervisor daemon ("subinterp
+serve") that keeps interpreters alive between commands, driven by create,
+exec, call, ls, close, queue and repl.
+
+Every flag can also be set from the environment as SUBINTERP_<FLAG>, with
+dashes as underscores: SUBINTERP_SOCKET, SUBINTERP_TOKEN_FILE, ...
+Exit codes: 0 ok, 1 the script or command failed, 2 bad usage, 3 no such
+interpreter or queue, 69 no daemon running, 77 refused by the daemon,
+130 interrupted.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	g := &clientFlags{}
+	root.PersistentPreRunE = g.preRun
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newRunCommand(), newVersionCommand())
+	addClientFlags(root, g)
+	root.AddCommand(newRunCommand(), newVersionCommand(), newServeCommand(g),
+		newCreateCommand(g), newLsCommand(g), newExecCommand(g), newCallCommand(g),
+		newCloseCommand(g), newQueueCommand(g), newReplCommand(g))
 	return root
 }
 
 // Main runs the CLI with args and returns the process exit code.
 func Main(args []string) int {
-	app := newApp(os.Stdout, os.Stderr)
+	return execute(args, os.Stdin, os.Stdout, os.Stderr)
+}
+
+// execute runs the CLI on the given streams and returns the exit code.
+func execute(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	app := newApp(stdout, stderr)
+	app.SetIn(stdin)
 	app.SetArgs(args)
 	err := app.Execute()
 	if err == nil {
@@ -67,11 +89,11 @@ func Main(args []string) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.err != nil {
-			fmt.Fprintln(os.Stderr, "subinterp:", ee.err)
+			fmt.Fprintln(stderr, "subinterp:", ee.err)
 		}
 		return ee.code
 	}
-	fmt.Fprintln(os.Stderr, "subinterp:", err)
+	fmt.Fprintln(stderr, "subinterp:", err)
 	if isUsageError(err) {
 		return exitUsage
 	}
@@ -83,6 +105,12 @@ func codeFor(err error) int {
 	switch {
 	case errors.Is(err, interpreters.ErrInterpreterNotFound), errors.Is(err, interpreters.ErrQueueNotFound):
 		return exitNotFound
+	case errors.Is(err, interpreters.ErrUnavailable):
+		return exitUnavailable
+	case errors.Is(err, interpreters.ErrPermissionDenied):
+		return exitNoPerm
+	case errors.Is(err, interpreters.ErrInvalidArgument):
+		return exitUsage
 	}
 	return exitFailure
 }

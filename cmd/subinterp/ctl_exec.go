@@ -1,0 +1,56 @@
+package main
+
+import (
+	"errors"
+
+	"github.com/spf13/cobra"
+)
+
+func newExecCommand(g *clientFlags) *cobra.Command {
+	var (
+		code string
+		file string
+	)
+	cmd := &cobra.Command{
+		Use:   "exec ID [-e CODE | -f FILE]",
+		Short: "Run Lua code in one of the daemon's interpreters",
+		Long: `Run a Lua chunk in the interpreter's globals: the code of -e, the file of -f
+("-" for stdin), or stdin when neither is given. Its output streams to
+stdout. An uncaught Lua error prints the formatted error and traceback on
+stderr and exits 1; the interpreter keeps its state either way. Ctrl-C
+interrupts the chunk (exit code 130).`,
+		Example: `  subinterp exec 1 -e 'counter = (counter or 0) + 1 print(counter)'
+  subinterp exec 1 -f script.lua
+  echo 'print("hi")' | subinterp exec 1`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if code != "" && file != "" {
+				return &exitError{code: exitUsage, err: errors.New("give -e or -f, not both")}
+			}
+			src := code
+			if code == "" {
+				path := file
+				if path == "" {
+					path = "-"
+				}
+				var err error
+				if src, err = readScript(path, cmd.InOrStdin()); err != nil {
+					return &exitError{code: exitUsage, err: err}
+				}
+			}
+			ctx, rt, done, err := g.connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			it, err := lookup(rt, args[0])
+			if err != nil {
+				return err
+			}
+			return scriptError(cmd, it.ExecContext(ctx, src))
+		},
+	}
+	cmd.Flags().StringVarP(&code, "code", "e", "", "the Lua code to run")
+	cmd.Flags().StringVarP(&file, "file", "f", "", `a Lua file to run ("-": stdin)`)
+	return cmd
+}

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/subinterp/subinterp/interpreters"
+)
+
+// lsEntry is one interpreter in `ls --json`.
+type lsEntry struct {
+	ID         int64     `json:"id"`
+	Whence     string    `json:"whence"`
+	Pid        int       `json:"pid"`
+	State      string    `json:"state"`
+	Created    time.Time `json:"created"`
+	UptimeSecs float64   `json:"uptime_seconds"`
+	Calls      int64     `json:"calls"`
+	RSSBytes   int64     `json:"rss_bytes"`
+	CPUSecs    float64   `json:"cpu_seconds"`
+}
+
+func newLsCommand(g *clientFlags) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list"},
+		Short:   "List the daemon's interpreters",
+		Long: `List the daemon's live interpreters, oldest first: ID, whence, worker pid,
+state (running while a call is in progress, else idle), uptime, calls made,
+and the worker's resident memory and CPU time. --json prints a JSON array.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, rt, done, err := g.connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer done()
+			infos, err := rt.Describe(ctx)
+			if err != nil {
+				return err
+			}
+			now := time.Now()
+			entries := make([]lsEntry, len(infos))
+			for i, in := range infos {
+				state := "idle"
+				if in.Running {
+					state = "running"
+				}
+				entries[i] = lsEntry{
+					ID: in.ID, Whence: interpreters.WhenceStdlib, Pid: in.Pid, State: state, Created: in.Created,
+					UptimeSecs: now.Sub(in.Created).Seconds(), Calls: in.Calls, RSSBytes: in.RSSBytes, CPUSecs: in.CPUTime.Seconds(),
+				}
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(entries)
+			}
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tWHENCE\tPID\tSTATE\tUPTIME\tCALLS\tRSS\tCPU")
+			for _, e := range entries {
+				fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%d\t%s\t%s\n", e.ID, e.Whence, e.Pid, e.State,
+					now.Sub(e.Created).Round(time.Second), e.Calls, humanBytes(e.RSSBytes), time.Duration(e.CPUSecs*float64(time.Second)).Round(time.Millisecond))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array instead of a table")
+	return cmd
+}
+
+// humanBytes renders a size in binary units; "-" when unknown.
+func humanBytes(n int64) string {
+	if n <= 0 {
+		return "-"
+	}
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%dB", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
