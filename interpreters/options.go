@@ -93,8 +93,8 @@ type RestartPolicy struct {
 	Period time.Duration
 	// InitScript runs in every worker of the interpreter, the first too.
 	InitScript string
-	// Backoff is the wait before a restart, doubling after each failed or
-	// repeated one up to MaxBackoff (defaults 100 ms and 10 s).
+	// Backoff is the wait before a restart, doubling after each failed
+	// attempt up to MaxBackoff (defaults 100 ms and 10 s).
 	Backoff, MaxBackoff time.Duration
 	// OnRestart, when set, is told of every attempt. It must not block
 	// for long.

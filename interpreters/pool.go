@@ -61,8 +61,14 @@ type Future struct {
 }
 
 // Result waits for the task and returns its value or typed error. When ctx
-// ends first it returns ctx's error; the task goes on.
+// ends first it returns ctx's error; the task goes on. A finished task's
+// outcome is returned whatever the state of ctx.
 func (f *Future) Result(ctx context.Context) (any, error) {
+	select {
+	case <-f.done:
+		return f.result, f.err
+	default:
+	}
 	select {
 	case <-f.done:
 		return f.result, f.err
@@ -186,10 +192,12 @@ func (p *Pool) signal() {
 }
 
 // grow starts workers while tasks wait with no worker free for them, and
-// until MinIdle are warm; p.mu is held.
+// until MinIdle are warm. After Shutdown it still replaces workers for the
+// tasks left pending (a recycled or crashed worker's), but keeps none warm;
+// p.mu is held.
 func (p *Pool) grow() {
-	for p.workers < p.opts.MaxWorkers && !p.shutdown &&
-		(len(p.pending) > p.waiting || p.waiting < p.opts.MinIdle) {
+	for p.workers < p.opts.MaxWorkers &&
+		(len(p.pending) > p.waiting || (!p.shutdown && p.waiting < p.opts.MinIdle)) {
 		p.workers++
 		p.waiting++ // it will wait for a task as soon as it is up
 		p.all.Add(1)
@@ -214,6 +222,13 @@ func (p *Pool) run() {
 			break
 		}
 		v, err := w.interp.CallContext(f.ctx, f.fn, f.args...)
+		if errors.Is(err, ErrInterpreterNotFound) {
+			// The worker was gone before the task began (its process died
+			// while idle): the task did not run, so it goes back to the
+			// head of the queue for the next worker.
+			p.requeue(f)
+			break
+		}
 		w.tasks++
 		f.finish(v, err)
 		if err != nil && !w.alive() {
@@ -271,6 +286,14 @@ func (p *Pool) startWorker() (*poolWorker, error) {
 func (w *poolWorker) alive() bool {
 	_, err := w.interp.IsRunning()
 	return !errors.Is(err, ErrInterpreterNotFound)
+}
+
+// requeue puts back a task that was taken but never ran.
+func (p *Pool) requeue(f *Future) {
+	p.mu.Lock()
+	p.pending = append([]*Future{f}, p.pending...)
+	p.signal()
+	p.mu.Unlock()
 }
 
 // take waits for the next task; nil means the worker should stop.

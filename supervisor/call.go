@@ -143,7 +143,9 @@ func (s *Supervisor) call(ctx context.Context, id int64, method string, params f
 	}
 	e := protocol.AsError(c.Err)
 	if e.InterpreterID == 0 {
-		e.InterpreterID = id
+		cp := *e // c.Err may be shared (ErrPeerClosed): never write to it
+		cp.InterpreterID = id
+		e = &cp
 	}
 	if interrupted != nil {
 		// Whatever the worker said, the caller's reason is the answer; a

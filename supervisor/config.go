@@ -13,9 +13,10 @@ const (
 	// DefaultStartTimeout bounds a worker's start and handshake.
 	DefaultStartTimeout = 10 * time.Second
 	// DefaultKillGrace is how long a cancelled call may take to stop before
-	// its worker is killed. A VM stops within well under a millisecond
-	// unless a single Go-side operation holds it.
-	DefaultKillGrace = time.Second
+	// its worker is killed. A VM stops within a millisecond or so unless a
+	// single Go-side operation holds it; the grace keeps a call that ran
+	// past its deadline within a second of it.
+	DefaultKillGrace = 500 * time.Millisecond
 	// exitWait bounds the wait for a worker to exit after its session was
 	// closed, before it is killed.
 	exitWait = 2 * time.Second

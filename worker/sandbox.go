@@ -20,6 +20,10 @@ const (
 	maxRepResult = 64 << 20
 	// maxOutputBuffer is the largest write buffer kept between writes.
 	maxOutputBuffer = 64 << 10
+	// maxResults caps the values unpack and string.byte push in one call:
+	// past the registry's room gopher-lua cannot even run the error
+	// handler, and the worker dies. C Lua refuses such calls too.
+	maxResults = 1 << 18
 )
 
 // moduleNameRE is what require accepts: no paths, nothing to escape.
@@ -95,6 +99,9 @@ func (vm *VM) install() {
 
 	s := tableField(G, lua.StringLibName)
 	s.RawSetString("rep", L.NewFunction(strRep))
+	s.RawSetString("byte", L.NewFunction(capResults(gfunc(s, "byte"), strByteCount, "string slice too long")))
+	G.RawSetString("unpack", L.NewFunction(capResults(gfunc(G, "unpack"), unpackCount, "too many results to unpack")))
+	tableField(G, lua.TabLibName).RawSetString("concat", L.NewFunction(tableConcat))
 
 	if vm.cfg.Stdlib {
 		vm.installStdlib()
@@ -357,6 +364,75 @@ func strRep(L *lua.LState) int {
 		L.RaiseError("string.rep: the result would be %.0f bytes, more than the limit of %d", n*float64(len(s)), maxRepResult)
 	}
 	L.Push(lua.LString(strings.Repeat(s, int(n))))
+	return 1
+}
+
+// capResults wraps a builtin that pushes count(L) values so that it
+// raises msg instead when that is more than maxResults.
+func capResults(f lua.LGFunction, count func(*lua.LState) float64, msg string) lua.LGFunction {
+	return func(L *lua.LState) int {
+		if count(L) > maxResults {
+			L.RaiseError("%s", msg)
+		}
+		return f(L)
+	}
+}
+
+// unpackCount is how many values unpack(t [, i [, j]]) pushes.
+func unpackCount(L *lua.LState) float64 {
+	t := L.CheckTable(1)
+	i := float64(L.OptInt(2, 1))
+	j := float64(L.OptInt(3, t.Len()))
+	return j - i + 1
+}
+
+// strByteCount is how many values gopher-lua's string.byte(s [, i [, j]])
+// pushes (all the bytes from i when j is absent).
+func strByteCount(L *lua.LState) float64 {
+	l := len(L.CheckString(1))
+	if L.GetTop() == 2 {
+		return 1
+	}
+	i := L.OptInt(2, 1) - 1
+	j := L.OptInt(3, -1)
+	if i < 0 {
+		i = l + i + 1
+	}
+	if j < 0 {
+		j = l + j + 1
+	}
+	return float64(min(j, l)) - float64(max(i, 0))
+}
+
+// tableConcat is table.concat with gopher-lua's argument handling, built
+// without pushing every piece on the registry: gopher-lua's pushes them
+// all, and a table of a million strings overflows the registry in a way
+// that kills the worker.
+func tableConcat(L *lua.LState) int {
+	t := L.CheckTable(1)
+	sep := L.OptString(2, "")
+	n := t.Len()
+	i := L.OptInt(3, 1)
+	j := L.OptInt(4, n)
+	if L.GetTop() == 3 && (i > n || i < 1) {
+		L.Push(lua.LString(""))
+		return 1
+	}
+	i = max(min(i, n), 1)
+	j = min(j, n)
+	if i > j {
+		L.Push(lua.LString(""))
+		return 1
+	}
+	parts := make([]string, 0, j-i+1)
+	for k := i; k <= j; k++ {
+		v := t.RawGetInt(k)
+		if !lua.LVCanConvToString(v) {
+			L.RaiseError("invalid value (%s) at index %d in table for concat", v.Type().String(), k)
+		}
+		parts = append(parts, lua.LVAsString(v))
+	}
+	L.Push(lua.LString(strings.Join(parts, sep)))
 	return 1
 }
 

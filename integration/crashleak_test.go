@@ -1,0 +1,159 @@
+package integration
+
+import (
+	"errors"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/subinterp/subinterp/interpreters"
+)
+
+const (
+	crashLeakCrashes = 100
+	crashLeakLanes   = 4 // crashes run in this many goroutines at once
+	// crashReportLimit bounds how long a killed worker may take to fail
+	// its call: a hang guard, not a performance claim.
+	crashReportLimit = time.Second
+	// Margins for what the host may hold after the crashes beyond what it
+	// held before them.
+	crashLeakGoroutines = 10
+	crashLeakFDs        = 5
+)
+
+// openFDs counts this process's open file descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	return len(entries)
+}
+
+// crashOnce creates an interpreter, starts a call that never ends, kills
+// its worker and checks the typed failure. It returns how long the kill took
+// to be reported.
+func crashOnce(t *testing.T, rt *interpreters.Runtime) time.Duration {
+	t.Helper()
+	it := create(t, rt)
+	p := pid(t, it)
+	th := it.CallInThread("function() while true do end end")
+	waitRunning(t, it, th.Done())
+	killed := time.Now()
+	if err := syscall.Kill(p, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill %d: %v", p, err)
+	}
+	select {
+	case <-th.Done():
+	case <-time.After(bounded):
+		t.Fatalf("%v: the call under the killed worker %d did not return within %v", it, p, bounded)
+	}
+	took := time.Since(killed)
+	_, err := th.Wait()
+	var wee *interpreters.WorkerExitError
+	if !errors.As(err, &wee) {
+		t.Fatalf("%v: the call under the kill returned %v (%T), want *WorkerExitError", it, err, err)
+	}
+	if wee.Signal != "killed" || wee.ExitCode != -1 || wee.InterpreterID != it.ID() {
+		t.Errorf("%v: *WorkerExitError %+v, want Signal killed, ExitCode -1, InterpreterID %d", it, *wee, it.ID())
+	}
+	if !errors.Is(err, interpreters.ErrInterpreter) || errors.Is(err, interpreters.ErrMemoryLimit) {
+		t.Errorf("%v: %q should match ErrInterpreter and not ErrMemoryLimit", it, err)
+	}
+	_, err = rt.Lookup(it.ID())
+	wantNotFound(t, "Lookup right after the crashed call", err)
+	waitGone(t, p)
+	return took
+}
+
+// TestCrashLeak: 100 workers killed under a call each leave the host as
+// they found it: no goroutine, file descriptor, interpreter or child
+// process more; every kill was reported within a second.
+//
+// It does not run in parallel: it counts this process's goroutines and
+// file descriptors.
+func TestCrashLeak(t *testing.T) {
+	backgroundCloses.Wait()
+	rt := interpreters.New()
+	var closeOnce sync.Once
+	closeRT := func() {
+		closeOnce.Do(func() {
+			if err := rt.Close(); err != nil {
+				t.Errorf("Runtime.Close: %v", err)
+			}
+		})
+	}
+	t.Cleanup(closeRT)
+	keep := create(t, rt)
+	mustExec(t, keep, "kept = 'before'")
+	keepPid := pid(t, keep)
+
+	// One crash first, so that what the runtime starts once is counted in
+	// the baseline.
+	crashOnce(t, rt)
+	runtime.GC()
+	time.Sleep(50 * time.Millisecond)
+	goroutines, fds, children := runtime.NumGoroutine(), openFDs(t), len(isoChildPids())
+	t.Logf("before: %d goroutines, %d file descriptors, %d child processes", goroutines, fds, children)
+
+	began := time.Now()
+	lats := make([]time.Duration, crashLeakCrashes)
+	t.Run("crashes", func(t *testing.T) {
+		for lane := range crashLeakLanes {
+			t.Run(strconv.Itoa(lane), func(t *testing.T) {
+				t.Parallel()
+				for i := lane; i < crashLeakCrashes; i += crashLeakLanes {
+					lats[i] = crashOnce(t, rt)
+				}
+			})
+		}
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+	sorted := slices.Clone(lats)
+	slices.Sort(sorted)
+	t.Logf("%d crashes in %v; kill reported after p50 %v, p90 %v, max %v", crashLeakCrashes,
+		time.Since(began).Round(time.Millisecond), sorted[len(sorted)/2].Round(time.Microsecond),
+		sorted[len(sorted)*9/10].Round(time.Microsecond), sorted[len(sorted)-1].Round(time.Microsecond))
+	for i, d := range lats {
+		if d > crashReportLimit {
+			t.Errorf("crash %d: the kill took %v to be reported, more than %v", i, d, crashReportLimit)
+		}
+	}
+
+	// The runtime holds the interpreter it kept, and nothing else.
+	wantList(t, "ListAll after the crashes", listAll(t, rt), rt.GetMain(), keep)
+	if got := pid(t, keep); got != keepPid {
+		t.Errorf("the kept interpreter's worker changed from %d to %d", keepPid, got)
+	}
+	wantEqual(t, "the kept interpreter's state", global(t, keep, "kept"), "before")
+
+	var g, f, c int
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		runtime.GC()
+		g, f, c = runtime.NumGoroutine(), openFDs(t), len(isoChildPids())
+		if (g <= goroutines+crashLeakGoroutines && f <= fds+crashLeakFDs && c <= children) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("after: %d goroutines, %d file descriptors, %d child processes", g, f, c)
+	if g > goroutines+crashLeakGoroutines {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		t.Errorf("%d goroutines after %d crashes, %d before: leaked\n%s", g, crashLeakCrashes, goroutines, buf)
+	}
+	if f > fds+crashLeakFDs {
+		t.Errorf("%d open file descriptors after %d crashes, %d before: leaked", f, crashLeakCrashes, fds)
+	}
+	if c > children {
+		t.Errorf("%d child processes after %d crashes, %d before: %v", c, crashLeakCrashes, children, isoChildPids())
+	}
+}
