@@ -20,6 +20,15 @@ const WorkerConfigEnv = "SUBINTERP_WORKER_CONFIG"
 // connection, a socketpair the supervisor hands over at spawn.
 const WorkerConnFD = 3
 
+// WorkerCallFD is the worker's end of the call channel, a second
+// socketpair. Calls (exec, call, prepare_main, configure) travel on it one
+// at a time, request then the call's output then the response, each read by
+// the goroutine that waits for it: no hand-off between goroutines on either
+// side, which is what a round trip costs most. An interpreter runs one call
+// at a time, so the channel needs no multiplexing; cancellation, queues and
+// everything else stay on the session.
+const WorkerCallFD = 4
+
 // Handshake is the go-plugin handshake between a supervisor and its workers.
 // The cookie only tells a worker binary that a supervisor started it; it is
 // not a security measure.

@@ -15,6 +15,10 @@ const (
 	MethodConfigure   = "configure"    // WorkerConfig → nil: makes a spare worker an interpreter
 )
 
+// NotifyCallCancel is the session notification that cancels the call in
+// progress on the call channel; its params are the call's id.
+const NotifyCallCancel = "call.cancel"
+
 // NotifyOutput is the notification a worker sends with interpreter output
 // (the bytes of print and io.write, as msgpack bin). It travels on the same
 // session as the reply, so all output of a call precedes its response.

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"context"
 	"io"
+	"sync"
 	"syscall"
 	"time"
 
@@ -107,43 +108,13 @@ func (s *Supervisor) call(ctx context.Context, id int64, method string, params f
 		}
 	}
 	p := it.p()
-	c, err := p.peer.Go(method, params(int64(timeout)))
-	if err != nil {
-		return nil, s.sessionError(it, p, err)
+	res, interrupted, killed, err := s.invoke(ctx, p, timeout, method, params(int64(timeout)), func(b []byte) { it.notify(protocol.NotifyOutput, b) })
+	if err == nil {
+		return res, nil
 	}
-	var hardStop <-chan time.Time
-	if timeout > 0 {
-		t := time.NewTimer(timeout + s.cfg.KillGrace)
-		defer t.Stop()
-		hardStop = t.C
-	}
-	var interrupted error // why the caller gave up, if it did
-	select {
-	case <-c.Done:
-	case <-ctx.Done():
-		interrupted = ctx.Err()
-		_ = p.peer.Notify(protocol.MethodCancel, c.ID)
-		grace := time.NewTimer(s.cfg.KillGrace)
-		select {
-		case <-c.Done:
-		case <-grace.C:
-			p.runner.signal(syscall.SIGKILL)
-			<-c.Done
-			p.deathCause() // the interpreter is gone (or restarting) when the caller hears
-		}
-		grace.Stop()
-	case <-hardStop:
-		interrupted = context.DeadlineExceeded
-		p.runner.signal(syscall.SIGKILL)
-		<-c.Done
-		p.deathCause()
-	}
-	if c.Err == nil {
-		return c.Result, nil
-	}
-	e := protocol.AsError(c.Err)
+	e := protocol.AsError(err)
 	if e.InterpreterID == 0 {
-		cp := *e // c.Err may be shared (ErrPeerClosed): never write to it
+		cp := *e // never write to an error that may be shared
 		cp.InterpreterID = id
 		e = &cp
 	}
@@ -152,15 +123,85 @@ func (s *Supervisor) call(ctx context.Context, id int64, method string, params f
 		// killed worker also means the interpreter is gone.
 		ie := protocol.AsError(interrupted)
 		ie.InterpreterID = id
-		if e.Code == protocol.CodeClosed {
+		if killed {
 			ie.Msg += ": the interpreter did not stop and its worker was killed"
+			p.deathCause() // the interpreter is gone (or restarting) when the caller hears
 		}
 		return nil, ie
 	}
 	if e.Code == protocol.CodeClosed {
-		return nil, s.sessionError(it, p, c.Err)
+		return nil, s.sessionError(it, p, err)
 	}
 	return nil, e
+}
+
+// invoke makes one call on p's call channel under ctx and the timeout: it
+// reports whether the caller's context or the timeout interrupted it, and
+// whether the worker had to be killed. One call at a time per process.
+func (s *Supervisor) invoke(ctx context.Context, p *process, timeout time.Duration, method string, params any, out func([]byte)) (res []byte, interrupted error, killed bool, err error) {
+	p.callID++
+	w := &watchdog{s: s, p: p, callID: p.callID}
+	stopCancel := context.AfterFunc(ctx, func() { w.interrupt(ctx.Err()) })
+	if timeout > 0 {
+		w.hard = time.AfterFunc(timeout+s.cfg.KillGrace, func() { w.kill(context.DeadlineExceeded) })
+	}
+	res, err = p.roundTrip(w.callID, method, params, out)
+	stopCancel()
+	interrupted, killed = w.finish()
+	return res, interrupted, killed, err
+}
+
+// watchdog watches one call: it forwards the caller's cancellation to the
+// worker and kills a worker that does not stop in time.
+type watchdog struct {
+	s      *Supervisor
+	p      *process
+	callID uint32
+
+	mu          sync.Mutex
+	done        bool
+	interrupted error
+	killed      bool
+	grace, hard *time.Timer
+}
+
+// interrupt asks the worker to stop the call, and arms the kill.
+func (w *watchdog) interrupt(why error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done || w.interrupted != nil {
+		return
+	}
+	w.interrupted = why
+	_ = w.p.peer.Notify(protocol.NotifyCallCancel, w.callID)
+	w.grace = time.AfterFunc(w.s.cfg.KillGrace, func() { w.kill(why) })
+}
+
+// kill ends a worker whose call would not stop; its interpreter is gone.
+func (w *watchdog) kill(why error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return
+	}
+	if w.interrupted == nil {
+		w.interrupted = why
+	}
+	w.killed = true
+	w.p.runner.signal(syscall.SIGKILL)
+}
+
+// finish ends the watch once the call has returned.
+func (w *watchdog) finish() (interrupted error, killed bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.done = true
+	for _, t := range []*time.Timer{w.grace, w.hard} {
+		if t != nil {
+			t.Stop()
+		}
+	}
+	return w.interrupted, w.killed
 }
 
 // sessionError explains a failed session with worker p: an interpreter

@@ -27,6 +27,8 @@ type process struct {
 	client *plugin.Client
 	runner *workerRunner
 	peer   *protocol.Peer
+	calls  *protocol.CallConn // exclusive to the interpreter's running call
+	callID uint32             // the last call's id; guarded like calls
 	stderr *tailBuffer
 
 	// owner is the interpreter the worker serves, and handlers its
@@ -86,22 +88,18 @@ func (s *Supervisor) peerConfig(p *process) protocol.PeerConfig {
 // it to an interpreter before it runs anything.
 func (s *Supervisor) startProcess(wcfg protocol.WorkerConfig) (*process, error) {
 	cfg := s.cfg
-	// Close-on-exec before any other goroutine can fork: only the worker
-	// gets its end, through ExtraFiles.
-	syscall.ForkLock.RLock()
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
-	if err == nil {
-		syscall.CloseOnExec(fds[0])
-		syscall.CloseOnExec(fds[1])
-	}
-	syscall.ForkLock.RUnlock()
+	hostEnd, workerEnd, err := socketPair("subinterp-session")
 	if err != nil {
-		return nil, fmt.Errorf("socketpair: %w", err)
+		return nil, err
 	}
-	hostEnd := os.NewFile(uintptr(fds[0]), "subinterp-session")
-	workerEnd := os.NewFile(uintptr(fds[1]), "subinterp-session")
 	defer hostEnd.Close()
 	defer workerEnd.Close() // the worker has its copy; keeping ours would hide its death
+	hostCalls, workerCalls, err := socketPair("subinterp-calls")
+	if err != nil {
+		return nil, err
+	}
+	defer hostCalls.Close()
+	defer workerCalls.Close()
 
 	wcfgJSON, err := json.Marshal(wcfg)
 	if err != nil {
@@ -115,7 +113,7 @@ func (s *Supervisor) startProcess(wcfg protocol.WorkerConfig) (*process, error) 
 	// A race-enabled build (a `go test -race` binary is its own worker)
 	// otherwise sleeps a second at every exit, which every Close would wait.
 	cmd.Env = append(cmd.Env, "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
-	cmd.ExtraFiles = []*os.File{workerEnd} // fd 3 = protocol.WorkerConnFD
+	cmd.ExtraFiles = []*os.File{workerEnd, workerCalls} // fds 3 and 4: WorkerConnFD, WorkerCallFD
 	cmd.SysProcAttr = workerSysProcAttr()
 
 	p := &process{stderr: newTailBuffer(), dead: make(chan struct{})}
@@ -151,8 +149,59 @@ func (s *Supervisor) startProcess(wcfg protocol.WorkerConfig) (*process, error) 
 		p.client.Kill()
 		return nil, fmt.Errorf("worker session: %w", err)
 	}
+	calls, err := net.FileConn(hostCalls)
+	if err != nil {
+		conn.Close()
+		p.client.Kill()
+		return nil, fmt.Errorf("worker call channel: %w", err)
+	}
+	p.calls = protocol.NewCallConn(calls)
 	p.peer = protocol.NewPeer(conn, s.peerConfig(p))
 	return p, nil
+}
+
+// socketPair makes a connected pair of unix sockets, close-on-exec before
+// any other goroutine can fork: only the worker gets its end, through
+// ExtraFiles.
+func socketPair(name string) (host, worker *os.File, err error) {
+	syscall.ForkLock.RLock()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err == nil {
+		syscall.CloseOnExec(fds[0])
+		syscall.CloseOnExec(fds[1])
+	}
+	syscall.ForkLock.RUnlock()
+	if err != nil {
+		return nil, nil, fmt.Errorf("socketpair: %w", err)
+	}
+	return os.NewFile(uintptr(fds[0]), name), os.NewFile(uintptr(fds[1]), name), nil
+}
+
+// roundTrip makes one call on the call channel and reads until its
+// response, handing the call's output to out. The caller guarantees one
+// call at a time per process (the interpreter's running state). A read
+// error means the worker is gone: it is returned as CodeClosed.
+func (p *process) roundTrip(id uint32, method string, params any, out func([]byte)) ([]byte, error) {
+	if err := p.calls.Request(id, method, params); err != nil {
+		return nil, &protocol.Error{Code: protocol.CodeClosed, Msg: "worker call channel: " + err.Error()}
+	}
+	for {
+		m, err := p.calls.Read()
+		if err != nil {
+			return nil, &protocol.Error{Code: protocol.CodeClosed, Msg: "worker call channel: " + err.Error()}
+		}
+		switch {
+		case m.Kind == protocol.KindNotification && m.Method == protocol.NotifyOutput:
+			if out != nil {
+				out(m.Body)
+			}
+		case m.Kind == protocol.KindResponse && m.ID == id:
+			if m.Error != nil {
+				return nil, m.Error
+			}
+			return m.Body, nil
+		}
+	}
 }
 
 // pid is the worker's process id.
@@ -167,6 +216,7 @@ func (p *process) exited() <-chan struct{} { return p.runner.exited }
 func (p *process) stop() {
 	p.stopOnce.Do(func() {
 		_ = p.peer.Close()
+		_ = p.calls.Close()
 		select {
 		case <-p.exited():
 		case <-time.After(exitWait):

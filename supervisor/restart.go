@@ -60,7 +60,7 @@ func (s *Supervisor) spawn(ctx context.Context, it *interp) (*process, error) {
 		return p, nil
 	}
 	if src := it.policy.InitScript; src != "" {
-		if _, err := p.peer.Call(ctx, protocol.MethodExec, &protocol.ExecParams{Source: src}); err != nil {
+		if _, _, _, err := s.invoke(ctx, p, 0, protocol.MethodExec, &protocol.ExecParams{Source: src}, func(b []byte) { it.notify(protocol.NotifyOutput, b) }); err != nil {
 			p.stop()
 			return nil, fmt.Errorf("init script: %w", err)
 		}
@@ -69,7 +69,7 @@ func (s *Supervisor) spawn(ctx context.Context, it *interp) (*process, error) {
 	bindings := append([][]byte(nil), it.bindings...)
 	it.bindMu.Unlock()
 	for _, names := range bindings {
-		if _, err := p.peer.Call(ctx, protocol.MethodPrepareMain, &protocol.PrepareMainParams{Names: names}); err != nil {
+		if _, _, _, err := s.invoke(ctx, p, 0, protocol.MethodPrepareMain, &protocol.PrepareMainParams{Names: names}, nil); err != nil {
 			p.stop()
 			return nil, fmt.Errorf("replaying PrepareMain: %w", err)
 		}

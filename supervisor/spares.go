@@ -40,7 +40,7 @@ func (s *Supervisor) claimSpare(ctx context.Context, it *interp) (*process, erro
 		default:
 		}
 		s.bind(p, it)
-		if _, err := p.peer.Call(ctx, protocol.MethodConfigure, &it.wcfg); err != nil {
+		if _, _, _, err := s.invoke(ctx, p, 0, protocol.MethodConfigure, &it.wcfg, nil); err != nil {
 			p.stop()
 			return nil, err
 		}

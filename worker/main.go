@@ -52,15 +52,18 @@ func Main() int {
 	// and early rather than at the 1 GB default.
 	debug.SetMaxStack(256 << 20)
 
-	f := os.NewFile(protocol.WorkerConnFD, "subinterp-session")
-	conn, err := net.FileConn(f)
-	f.Close() // FileConn holds a close-on-exec duplicate; no child inherits the session
+	conn, err := inheritedConn(protocol.WorkerConnFD, "subinterp-session")
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "subinterp worker: no session on fd %d: %v\n", protocol.WorkerConnFD, err)
+		fmt.Fprintf(os.Stderr, "subinterp worker: %v\n", err)
+		return 2
+	}
+	calls, err := inheritedConn(protocol.WorkerCallFD, "subinterp-calls")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "subinterp worker: %v\n", err)
 		return 2
 	}
 	w := newWorker(cfg)
-	w.serve(conn)
+	w.serve(conn, protocol.NewCallConn(calls))
 	go func() {
 		// The session is the lifeline: when it ends the supervisor has
 		// closed us or died, and the worker must not outlive it.
@@ -73,4 +76,15 @@ func Main() int {
 		Logger:          hclog.New(&hclog.LoggerOptions{Level: hclog.Error, Output: os.Stderr, JSONFormat: true}),
 	})
 	return 0
+}
+
+// inheritedConn takes over the socket the supervisor passed as fd.
+func inheritedConn(fd uintptr, name string) (net.Conn, error) {
+	f := os.NewFile(fd, name)
+	conn, err := net.FileConn(f)
+	f.Close() // FileConn holds a close-on-exec duplicate: no child inherits it
+	if err != nil {
+		return nil, fmt.Errorf("no %s on fd %d: %v", name, fd, err)
+	}
+	return conn, nil
 }

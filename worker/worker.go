@@ -33,9 +33,11 @@ type worker struct {
 	stdlib     bool // what vm was built with
 	configured bool // cfg is an interpreter's, not a spare's
 	peer       *protocol.Peer
+	calls      *protocol.CallConn
+	current    atomic.Pointer[runningCall]
 
-	busy  sync.Mutex // held by the call in progress; gopher-lua is single-threaded
-	calls atomic.Int64
+	busy      sync.Mutex // held by the call in progress; gopher-lua is single-threaded
+	callCount atomic.Int64
 
 	outMu     sync.Mutex
 	out       []byte
@@ -82,14 +84,68 @@ func (w *worker) newVM(stdlib bool) {
 	m.init(w.vm.L())
 }
 
-func (w *worker) serve(conn net.Conn) {
-	w.peer = protocol.NewPeer(conn, protocol.PeerConfig{Handlers: map[string]protocol.Handler{
+// serve starts the worker's two channels: the session, for stats,
+// cancellation and the Lua module's requests to the supervisor, and the
+// call channel, served on this goroutine's successor: the VM's goroutine.
+func (w *worker) serve(conn net.Conn, calls *protocol.CallConn) {
+	w.calls = calls
+	w.peer = protocol.NewPeer(conn, protocol.PeerConfig{
+		Handlers: map[string]protocol.Handler{protocol.MethodStats: w.stats},
+		OnNotify: func(method string, body []byte) {
+			if method != protocol.NotifyCallCancel {
+				return
+			}
+			var id uint32
+			if msgpack.Unmarshal(body, &id) == nil {
+				w.cancelCall(id)
+			}
+		},
+	})
+	go w.callLoop()
+}
+
+// callLoop serves the call channel: one call at a time, on the goroutine
+// that reads it, so a request reaches the VM without a hand-off.
+func (w *worker) callLoop() {
+	handlers := map[string]protocol.Handler{
 		protocol.MethodConfigure:   w.configureRequest,
 		protocol.MethodExec:        w.exec,
 		protocol.MethodCall:        w.call,
 		protocol.MethodPrepareMain: w.prepareMain,
-		protocol.MethodStats:       w.stats,
-	}})
+	}
+	for {
+		m, err := w.calls.Read()
+		if err != nil {
+			return // the supervisor is gone; the session's end exits the process
+		}
+		if m.Kind != protocol.KindRequest {
+			continue
+		}
+		h := handlers[m.Method]
+		if h == nil {
+			_ = w.calls.Respond(m.ID, protocol.Errorf(protocol.CodeProtocol, "unknown call %q", m.Method), nil)
+			continue
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		w.current.Store(&runningCall{id: m.ID, cancel: cancel})
+		res, err := h(ctx, m.Body)
+		w.current.Store(nil)
+		cancel()
+		_ = w.calls.Respond(m.ID, protocol.AsError(err), res)
+	}
+}
+
+// runningCall is the call in progress on the call channel.
+type runningCall struct {
+	id     uint32
+	cancel context.CancelFunc
+}
+
+// cancelCall cancels call id if it is still the one running.
+func (w *worker) cancelCall(id uint32) {
+	if c := w.current.Load(); c != nil && c.id == id {
+		c.cancel()
+	}
 }
 
 func (w *worker) configureRequest(_ context.Context, body []byte) (any, error) {
@@ -117,7 +173,7 @@ func (w *worker) begin(ctx context.Context, timeoutNs int64) (context.Context, f
 		w.busy.Unlock()
 		return nil, nil, protocol.Errorf(protocol.CodeProtocol, "the worker is a spare not yet configured")
 	}
-	w.calls.Add(1)
+	w.callCount.Add(1)
 	w.outMu.Lock()
 	w.outBudget = -1
 	if w.cfg.OutputLimit > 0 {
@@ -184,7 +240,7 @@ func (w *worker) prepareMain(ctx context.Context, body []byte) (any, error) {
 }
 
 func (w *worker) stats(context.Context, []byte) (any, error) {
-	st := protocol.WorkerStats{Calls: w.calls.Load(), Goroutines: runtime.NumGoroutine()}
+	st := protocol.WorkerStats{Calls: w.callCount.Load(), Goroutines: runtime.NumGoroutine()}
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
 		st.CPUNanos = ru.Utime.Nano() + ru.Stime.Nano()
@@ -234,7 +290,8 @@ func (w *worker) flush() {
 	if len(w.out) == 0 {
 		return
 	}
-	_ = w.peer.Notify(protocol.NotifyOutput, w.out)
+	// On the call channel: the output arrives before the response.
+	_ = w.calls.Notify(protocol.NotifyOutput, w.out)
 	w.out = w.out[:0]
 }
 

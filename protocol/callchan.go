@@ -1,0 +1,79 @@
+package protocol
+
+import (
+	"bufio"
+	"io"
+	"sync"
+)
+
+// CallConn is one end of a call channel: frames of the session's message
+// format, read and written by whoever is making or serving the call in
+// progress. Writes are serialised so a flush of output and the response
+// never interleave.
+type CallConn struct {
+	rw  io.ReadWriteCloser
+	r   *bufio.Reader
+	wmu sync.Mutex
+}
+
+// NewCallConn wraps a connection as a call channel.
+func NewCallConn(rw io.ReadWriteCloser) *CallConn {
+	return &CallConn{rw: rw, r: bufio.NewReaderSize(rw, 64<<10)}
+}
+
+// Read reads the next message.
+func (c *CallConn) Read() (*Message, error) {
+	frame, err := ReadFrame(c.r, nil)
+	if err != nil {
+		return nil, err
+	}
+	return DecodeMessage(frame)
+}
+
+// Request writes a request.
+func (c *CallConn) Request(id uint32, method string, params any) error {
+	fe := getEncoder()
+	defer putEncoder(fe)
+	if err := fe.request(id, method, params); err != nil {
+		return err
+	}
+	return c.write(fe)
+}
+
+// Respond writes a response: rerr, or the result.
+func (c *CallConn) Respond(id uint32, rerr *Error, result any) error {
+	fe := getEncoder()
+	defer putEncoder(fe)
+	if err := fe.response(id, rerr, result); err != nil {
+		fe = getEncoder()
+		defer putEncoder(fe)
+		if err := fe.response(id, AsError(err), nil); err != nil {
+			return err
+		}
+	}
+	return c.write(fe)
+}
+
+// Notify writes a notification.
+func (c *CallConn) Notify(method string, params any) error {
+	fe := getEncoder()
+	defer putEncoder(fe)
+	if err := fe.notification(method, params); err != nil {
+		return err
+	}
+	return c.write(fe)
+}
+
+func (c *CallConn) write(fe *frameEncoder) error {
+	frame, err := fe.finish()
+	if err != nil {
+		return err
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_, err = c.rw.Write(frame)
+	return err
+}
+
+// Close closes the channel.
+func (c *CallConn) Close() error { return c.rw.Close() }
