@@ -168,6 +168,7 @@ func (c *conn) handlers() map[string]protocol.Handler {
 				Limits: supervisor.Limits{
 					MemoryBytes: p.MemoryLimit,
 					CPUPerCall:  time.Duration(p.CPULimitNs),
+					CPUTotal:    time.Duration(p.CPUTotalNs),
 					CallTimeout: time.Duration(p.CallTimeoutNs),
 					OutputBytes: p.OutputLimit,
 				},

@@ -53,6 +53,14 @@ func WithCPULimit(perCall time.Duration) Option {
 	return func(o *options) { o.limits.CPUPerCall = perCall }
 }
 
+// WithCPUTotalLimit limits the CPU time the interpreter may use over its
+// whole life. Past it a call fails with ErrCPULimit; a worker that goes on
+// regardless is ended by the kernel (RLIMIT_CPU), with a *WorkerExitError
+// that also matches ErrCPULimit.
+func WithCPUTotalLimit(total time.Duration) Option {
+	return func(o *options) { o.limits.CPUTotal = total }
+}
+
 // WithCallTimeout sets the default wall-clock deadline of every call; past
 // it the call fails with an error matching context.DeadlineExceeded.
 func WithCallTimeout(d time.Duration) Option {

@@ -253,6 +253,17 @@ func (r *remoteBackend) wireError(ctx context.Context, err error) error {
 	if e.Code == protocol.CodeClosed {
 		return unavailable("lost the connection to the subinterp daemon at %s: %s", r.addr, e.Msg)
 	}
+	if e.Has(protocol.CodeDeadlineExceeded) {
+		// The daemon's timer may fire a moment before ours.
+		if dl, ok := ctx.Deadline(); ok && ctx.Err() == nil {
+			t := time.NewTimer(time.Until(dl) + 10*time.Millisecond)
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			t.Stop()
+		}
+	}
 	ctxErr := ctx.Err()
 	if ctxErr == nil {
 		return e
@@ -288,6 +299,7 @@ func (r *remoteBackend) Create(ctx context.Context, opts supervisor.CreateOption
 		Stdlib:        opts.Stdlib,
 		MemoryLimit:   opts.Limits.MemoryBytes,
 		CPULimitNs:    int64(opts.Limits.CPUPerCall),
+		CPUTotalNs:    int64(opts.Limits.CPUTotal),
 		CallTimeoutNs: int64(opts.Limits.CallTimeout),
 		OutputLimit:   opts.Limits.OutputBytes,
 	}

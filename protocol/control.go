@@ -81,6 +81,8 @@ type CreateParams struct {
 	OutputLimit   int64
 	// Restart, when set, gives the interpreter a restart policy.
 	Restart *RestartParams
+	// CPUTotalNs is the CPU time the interpreter may use in all.
+	CPUTotalNs int64
 }
 
 // RestartParams is a restart policy on the wire. With Notify the daemon

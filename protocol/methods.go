@@ -69,6 +69,9 @@ type WorkerConfig struct {
 	MemoryLimit int64 `json:"memory_limit,omitempty" msgpack:"memory_limit,omitempty"`
 	// CPULimitNs is the CPU time each call may use; 0 means none.
 	CPULimitNs int64 `json:"cpu_limit_ns,omitempty" msgpack:"cpu_limit_ns,omitempty"`
+	// CPUTotalNs is the CPU time the interpreter may use in all, soft and
+	// then, a little later, by the kernel (RLIMIT_CPU); 0 means none.
+	CPUTotalNs int64 `json:"cpu_total_ns,omitempty" msgpack:"cpu_total_ns,omitempty"`
 	// OutputLimit is the number of output bytes each call may write; 0
 	// means none.
 	OutputLimit int64 `json:"output_limit,omitempty" msgpack:"output_limit,omitempty"`

@@ -132,7 +132,26 @@ func (s *Supervisor) call(ctx context.Context, id int64, method string, params f
 	if e.Code == protocol.CodeClosed {
 		return nil, s.sessionError(it, p, err)
 	}
+	if e.Has(protocol.CodeDeadlineExceeded) {
+		awaitDeadline(ctx)
+	}
 	return nil, e
+}
+
+// awaitDeadline waits for ctx's deadline when the worker's timer, started
+// from the same deadline, fired a moment before it: the caller then sees
+// ctx.Err() match the error it got.
+func awaitDeadline(ctx context.Context) {
+	dl, ok := ctx.Deadline()
+	if !ok || ctx.Err() != nil {
+		return
+	}
+	t := time.NewTimer(time.Until(dl) + 10*time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }
 
 // invoke makes one call on p's call channel under ctx and the timeout: it

@@ -50,6 +50,7 @@ type Config struct {
 type Limits struct {
 	MemoryBytes int64         // soft heap limit, with a hard kernel limit above it
 	CPUPerCall  time.Duration // CPU time one call may use
+	CPUTotal    time.Duration // CPU time the interpreter may use in all
 	CallTimeout time.Duration // wall-clock deadline of every call
 	OutputBytes int64         // stdout bytes one call may write
 }
@@ -84,6 +85,9 @@ func (l Limits) merge(d Limits) Limits {
 	}
 	if l.CPUPerCall == 0 {
 		l.CPUPerCall = d.CPUPerCall
+	}
+	if l.CPUTotal == 0 {
+		l.CPUTotal = d.CPUTotal
 	}
 	if l.CallTimeout == 0 {
 		l.CallTimeout = d.CallTimeout

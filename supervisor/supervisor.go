@@ -7,6 +7,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -123,6 +124,7 @@ func (s *Supervisor) Create(ctx context.Context, opts CreateOptions) (int64, err
 		Stdlib:        opts.Stdlib,
 		MemoryLimit:   it.limits.MemoryBytes,
 		CPULimitNs:    int64(it.limits.CPUPerCall),
+		CPUTotalNs:    int64(it.limits.CPUTotal),
 		OutputLimit:   it.limits.OutputBytes,
 	}
 	proc, err := s.spawn(ctx, it)
@@ -188,6 +190,10 @@ func (s *Supervisor) watch(it *interp) {
 			// runtime's next allocation, which it reports and dies of).
 			exitErr.Cause = protocol.CodeMemoryLimit
 			exitErr.Msg += " (memory limit exceeded)"
+		}
+		if exitErr.Signal == syscall.SIGXCPU.String() {
+			exitErr.Cause = protocol.CodeCPULimit // the kernel's RLIMIT_CPU
+			exitErr.Msg += " (CPU time limit exceeded)"
 		}
 		s.crashed.Add(1)
 		s.cfg.Logger.Warn("worker ended", "interpreter", it.id, "error", exitErr.Msg)

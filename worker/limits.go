@@ -33,6 +33,12 @@ const hardMemorySlack = 1 << 30
 // Go runtime collects harder near the memory limit, and the kernel ends the
 // process past the hard one.
 func applyProcessLimits(cfg protocol.WorkerConfig) {
+	if cfg.CPUTotalNs > 0 {
+		// The soft limit is the watch's; the kernel's comes a second later,
+		// for a worker stuck where the watch cannot stop it.
+		secs := uint64((time.Duration(cfg.CPUTotalNs) + 2*time.Second - 1) / time.Second)
+		_ = syscall.Setrlimit(syscall.RLIMIT_CPU, &syscall.Rlimit{Cur: secs, Max: secs + 1})
+	}
 	if cfg.MemoryLimit <= 0 {
 		return
 	}
@@ -91,11 +97,16 @@ func cpuError(limit time.Duration) *protocol.Error {
 // does at once: by ending the call's context with the limit's error as its
 // cause. The returned func stops the watch.
 func (w *worker) watch(cancel context.CancelCauseFunc) func() {
-	mem, cpu := w.cfg.MemoryLimit, time.Duration(w.cfg.CPULimitNs)
-	if mem <= 0 && cpu <= 0 {
+	mem, cpu, total := w.cfg.MemoryLimit, time.Duration(w.cfg.CPULimitNs), time.Duration(w.cfg.CPUTotalNs)
+	if mem <= 0 && cpu <= 0 && total <= 0 {
 		return func() {}
 	}
 	cpuStart := cpuSeconds()
+	if total > 0 && time.Duration(cpuStart*1e9) > total {
+		// Spent already: the call fails before it runs anything.
+		cancel(protocol.Errorf(protocol.CodeCPULimit, "CPU time limit of %s for the interpreter exceeded", total))
+		return func() {}
+	}
 	hard := uint64(float64(mem) * hardMemoryFactor)
 	done := make(chan struct{})
 	exited := make(chan struct{})
@@ -129,8 +140,13 @@ func (w *worker) watch(cancel context.CancelCauseFunc) func() {
 					tripped = false
 				}
 			}
-			if cpu > 0 && time.Duration((cpuSeconds()-cpuStart)*1e9) > cpu {
+			now := cpuSeconds()
+			if cpu > 0 && time.Duration((now-cpuStart)*1e9) > cpu {
 				cancel(cpuError(cpu))
+				return
+			}
+			if total > 0 && time.Duration(now*1e9) > total {
+				cancel(protocol.Errorf(protocol.CodeCPULimit, "CPU time limit of %s for the interpreter exceeded", total))
 				return
 			}
 		}
