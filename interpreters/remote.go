@@ -255,7 +255,7 @@ func (r *remoteBackend) wireError(ctx context.Context, err error) error {
 	}
 	if e.Has(protocol.CodeDeadlineExceeded) {
 		// The daemon's timer may fire a moment before ours.
-		if dl, ok := ctx.Deadline(); ok && ctx.Err() == nil {
+		if dl, ok := ctx.Deadline(); ok && ctx.Err() == nil && time.Until(dl) <= 100*time.Millisecond {
 			t := time.NewTimer(time.Until(dl) + 10*time.Millisecond)
 			select {
 			case <-ctx.Done():

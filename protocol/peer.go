@@ -121,7 +121,11 @@ func (p *Peer) Go(method string, params any) (*Call, error) {
 	fe := getEncoder()
 	err := fe.request(c.ID, method, params)
 	if err == nil {
-		err = p.writeFrame(fe)
+		if werr := p.writeFrame(fe); werr != nil {
+			// A write that fails means the other side is gone, as a read
+			// error would: say so the same way.
+			err = &Error{Code: CodeClosed, Msg: "protocol: session ended: " + werr.Error()}
+		}
 	}
 	putEncoder(fe)
 	if err != nil {

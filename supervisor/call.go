@@ -139,14 +139,16 @@ func (s *Supervisor) call(ctx context.Context, id int64, method string, params f
 }
 
 // awaitDeadline waits for ctx's deadline when the worker's timer, started
-// from the same deadline, fired a moment before it: the caller then sees
-// ctx.Err() match the error it got.
+// from that deadline, fired a moment before it: the caller then sees
+// ctx.Err() match the error it got. A deadline further off means the
+// interpreter's own call timeout fired; that one is not waited for.
 func awaitDeadline(ctx context.Context) {
 	dl, ok := ctx.Deadline()
-	if !ok || ctx.Err() != nil {
-		return
+	left := time.Until(dl)
+	if !ok || ctx.Err() != nil || left > 100*time.Millisecond {
+		return // no deadline of the caller's, or the call's own timeout fired
 	}
-	t := time.NewTimer(time.Until(dl) + 10*time.Millisecond)
+	t := time.NewTimer(left + 10*time.Millisecond)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():

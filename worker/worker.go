@@ -35,6 +35,8 @@ type worker struct {
 	peer       *protocol.Peer
 	calls      *protocol.CallConn
 	current    atomic.Pointer[runningCall]
+	// cancelledUpTo is the highest call id cancelled; call ids increase.
+	cancelledUpTo atomic.Uint32
 
 	busy      sync.Mutex // held by the call in progress; gopher-lua is single-threaded
 	callCount atomic.Int64
@@ -128,6 +130,9 @@ func (w *worker) callLoop() {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		w.current.Store(&runningCall{id: m.ID, cancel: cancel})
+		if m.ID <= w.cancelledUpTo.Load() {
+			cancel() // its cancellation overtook it on the session
+		}
 		res, err := h(ctx, m.Body)
 		w.current.Store(nil)
 		cancel()
@@ -141,8 +146,16 @@ type runningCall struct {
 	cancel context.CancelFunc
 }
 
-// cancelCall cancels call id if it is still the one running.
+// cancelCall cancels call id. The session and the call channel are two
+// sockets, so the cancellation can arrive before the call: it is recorded
+// first, and the call loop checks the record after publishing the call.
 func (w *worker) cancelCall(id uint32) {
+	for {
+		old := w.cancelledUpTo.Load()
+		if id <= old || w.cancelledUpTo.CompareAndSwap(old, id) {
+			break
+		}
+	}
 	if c := w.current.Load(); c != nil && c.id == id {
 		c.cancel()
 	}
