@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	plugin "github.com/hashicorp/go-plugin"
 	"github.com/hashicorp/go-plugin/runner"
+	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/subinterp/subinterp/protocol"
 	_ "github.com/subinterp/subinterp/worker" // links the worker into every binary that can spawn one
@@ -160,6 +161,10 @@ func (s *Supervisor) startProcess(wcfg protocol.WorkerConfig) (*process, error) 
 	return p, nil
 }
 
+// syncWait bounds the wait for the session to catch up with a call; the
+// frames it waits for are already in the socket.
+const syncWait = 2 * time.Second
+
 // socketPair makes a connected pair of unix sockets, close-on-exec before
 // any other goroutine can fork: only the worker gets its end, through
 // ExtraFiles.
@@ -194,6 +199,11 @@ func (p *process) roundTrip(id uint32, method string, params any, out func([]byt
 		case m.Kind == protocol.KindNotification && m.Method == protocol.NotifyOutput:
 			if out != nil {
 				out(m.Body)
+			}
+		case m.Kind == protocol.KindNotification && m.Method == protocol.NotifySync:
+			var n uint64
+			if msgpack.Unmarshal(m.Body, &n) == nil {
+				p.peer.WaitDispatched(n, syncWait)
 			}
 		case m.Kind == protocol.KindResponse && m.ID == id:
 			if m.Error != nil {

@@ -136,6 +136,7 @@ func (w *worker) callLoop() {
 		res, err := h(ctx, m.Body)
 		w.current.Store(nil)
 		cancel()
+		_ = w.calls.Notify(protocol.NotifySync, w.peer.Written())
 		_ = w.calls.Respond(m.ID, protocol.AsError(err), res)
 	}
 }
