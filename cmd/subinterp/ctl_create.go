@@ -11,11 +11,8 @@ import (
 
 func newCreateCommand(g *clientFlags) *cobra.Command {
 	var (
-		stdlib      bool
-		memoryLimit int64
-		cpuLimit    time.Duration
+		interp      interpFlags
 		callTimeout time.Duration
-		outputLimit int64
 	)
 	cmd := &cobra.Command{
 		Use:   "create",
@@ -31,21 +28,9 @@ goes to stdout. It lives until "subinterp close ID" or the daemon stops.`,
 				return err
 			}
 			defer done()
-			var opts []interpreters.Option
-			if stdlib {
-				opts = append(opts, interpreters.WithStdlib())
-			}
-			if memoryLimit > 0 {
-				opts = append(opts, interpreters.WithMemoryLimit(memoryLimit))
-			}
-			if cpuLimit > 0 {
-				opts = append(opts, interpreters.WithCPULimit(cpuLimit))
-			}
+			opts := interp.options()
 			if callTimeout > 0 {
 				opts = append(opts, interpreters.WithCallTimeout(callTimeout))
-			}
-			if outputLimit > 0 {
-				opts = append(opts, interpreters.WithOutputLimit(outputLimit))
 			}
 			it, err := rt.CreateContext(ctx, opts...)
 			if err != nil {
@@ -56,10 +41,7 @@ goes to stdout. It lives until "subinterp close ID" or the daemon stops.`,
 		},
 	}
 	f := cmd.Flags()
-	f.BoolVar(&stdlib, "stdlib", false, "open the full Lua standard library (trusted scripts only)")
-	f.Int64Var(&memoryLimit, "memory-limit", 0, "memory limit in bytes (0: none)")
-	f.DurationVar(&cpuLimit, "cpu-limit", 0, "CPU time limit per call (0: none)")
+	interp.register(f)
 	f.DurationVar(&callTimeout, "call-timeout", 0, "wall-clock limit per call (0: none)")
-	f.Int64Var(&outputLimit, "output-limit", 0, "output limit per call in bytes (0: none)")
 	return cmd
 }

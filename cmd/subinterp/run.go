@@ -17,11 +17,8 @@ import (
 
 func newRunCommand() *cobra.Command {
 	var (
-		stdlib      bool
-		timeout     time.Duration
-		memoryLimit int64
-		cpuLimit    time.Duration
-		outputLimit int64
+		interp  interpFlags
+		timeout time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "run FILE.lua",
@@ -36,28 +33,13 @@ Ctrl-C interrupts the script (exit code 130).`,
 			if err != nil {
 				return &exitError{code: exitUsage, err: err}
 			}
-			opts := []interpreters.Option{interpreters.WithStdout(cmd.OutOrStdout())}
-			if stdlib {
-				opts = append(opts, interpreters.WithStdlib())
-			}
-			if memoryLimit > 0 {
-				opts = append(opts, interpreters.WithMemoryLimit(memoryLimit))
-			}
-			if cpuLimit > 0 {
-				opts = append(opts, interpreters.WithCPULimit(cpuLimit))
-			}
-			if outputLimit > 0 {
-				opts = append(opts, interpreters.WithOutputLimit(outputLimit))
-			}
+			opts := append(interp.options(), interpreters.WithStdout(cmd.OutOrStdout()))
 			return runScript(cmd.Context(), src, timeout, cmd.ErrOrStderr(), opts)
 		},
 	}
 	f := cmd.Flags()
-	f.BoolVar(&stdlib, "stdlib", false, "open the full Lua standard library (trusted scripts only)")
+	interp.register(f)
 	f.DurationVar(&timeout, "timeout", 0, "wall-clock limit for the script (0: none)")
-	f.Int64Var(&memoryLimit, "memory-limit", 0, "memory limit in bytes (0: none)")
-	f.DurationVar(&cpuLimit, "cpu-limit", 0, "CPU time limit (0: none)")
-	f.Int64Var(&outputLimit, "output-limit", 0, "output limit in bytes (0: none)")
 	return cmd
 }
 
