@@ -112,6 +112,11 @@ func (s *Supervisor) call(ctx context.Context, id int64, method string, params f
 	if err == nil {
 		return res, nil
 	}
+	if it.closing.Load() {
+		// Closed under the call: whatever the worker managed to say about
+		// losing its supervisor, the interpreter is gone.
+		return nil, notFound(id)
+	}
 	e := protocol.AsError(err)
 	if e.InterpreterID == 0 {
 		cp := *e // never write to an error that may be shared
