@@ -108,7 +108,7 @@ func (s *Supervisor) call(ctx context.Context, id int64, method string, params f
 		}
 	}
 	p := it.p()
-	res, interrupted, killed, err := s.invoke(ctx, p, timeout, method, params(int64(timeout)), func(b []byte) { it.notify(protocol.NotifyOutput, b) })
+	res, interrupted, killed, err := s.invoke(ctx, p, timeout, method, params(int64(timeout)), it.output)
 	if err == nil {
 		return res, nil
 	}

@@ -32,9 +32,8 @@ type process struct {
 	callID uint32             // the last call's id; guarded like calls
 	stderr *tailBuffer
 
-	// owner is the interpreter the worker serves, and handlers its
-	// callbacks; both are set when a spare worker is claimed.
-	owner    atomic.Pointer[interp]
+	// handlers are the callbacks of the interpreter the worker serves; a
+	// spare has none until it is claimed.
 	handlers atomic.Pointer[map[string]protocol.Handler]
 
 	stopOnce sync.Once
@@ -55,15 +54,14 @@ func (p *process) deathCause() *protocol.Error {
 	return p.exitErr
 }
 
-// bind makes p the worker of it: its output and requests go to it.
+// bind makes p the worker of it: its requests are served as its.
 func (s *Supervisor) bind(p *process, it *interp) {
 	h := s.callbacks(it.id)
 	p.handlers.Store(&h)
-	p.owner.Store(it)
 }
 
-// peerConfig routes a worker's output and requests to whichever
-// interpreter it serves at the time.
+// peerConfig routes a worker's requests to whichever interpreter it serves
+// at the time.
 func (s *Supervisor) peerConfig(p *process) protocol.PeerConfig {
 	handlers := make(map[string]protocol.Handler)
 	for m := range s.callbacks(0) {
@@ -75,14 +73,8 @@ func (s *Supervisor) peerConfig(p *process) protocol.PeerConfig {
 			return (*h)[m](ctx, body)
 		}
 	}
-	return protocol.PeerConfig{
-		Handlers: handlers,
-		OnNotify: func(method string, body []byte) {
-			if it := p.owner.Load(); it != nil {
-				it.notify(method, body)
-			}
-		},
-	}
+	// A worker's output travels on its call channel, not the session.
+	return protocol.PeerConfig{Handlers: handlers}
 }
 
 // startProcess spawns a worker and returns once it has handshaken. Bind

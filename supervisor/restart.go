@@ -60,7 +60,7 @@ func (s *Supervisor) spawn(ctx context.Context, it *interp) (*process, error) {
 		return p, nil
 	}
 	if src := it.policy.InitScript; src != "" {
-		if _, _, _, err := s.invoke(ctx, p, 0, protocol.MethodExec, &protocol.ExecParams{Source: src}, func(b []byte) { it.notify(protocol.NotifyOutput, b) }); err != nil {
+		if _, _, _, err := s.invoke(ctx, p, 0, protocol.MethodExec, &protocol.ExecParams{Source: src}, it.output); err != nil {
 			p.stop()
 			return nil, fmt.Errorf("init script: %w", err)
 		}

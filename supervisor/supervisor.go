@@ -147,12 +147,10 @@ func (s *Supervisor) Create(ctx context.Context, opts CreateOptions) (int64, err
 	return id, nil
 }
 
-// notify receives the worker's notifications on the session's reader, so
-// output is written before the response that follows it is delivered.
-func (it *interp) notify(method string, body []byte) {
-	if method != protocol.NotifyOutput {
-		return
-	}
+// output writes one NotifyOutput body of the call in progress. It runs on
+// the caller's goroutine as the call channel delivers it, so all of a
+// call's output is written before the call returns.
+func (it *interp) output(body []byte) {
 	var b []byte
 	if err := msgpack.Unmarshal(body, &b); err != nil || len(b) == 0 {
 		return

@@ -69,7 +69,6 @@ func (m *luaModule) init(L *lua.LState) {
 		return 1
 	}))
 
-	m.interpMeta = L.NewTable()
 	interpMethods := L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
 		"whence":       m.interpWhence,
 		"is_running":   m.interpIsRunning,
@@ -78,22 +77,8 @@ func (m *luaModule) init(L *lua.LState) {
 		"prepare_main": m.interpPrepareMain,
 		"close":        m.interpClose,
 	})
-	m.interpMeta.RawSetString("__index", L.NewFunction(func(L *lua.LState) int {
-		h := m.checkInterp(L, 1)
-		if L.CheckString(2) == "id" {
-			L.Push(lua.LNumber(h.id))
-			return 1
-		}
-		L.Push(interpMethods.RawGet(L.Get(2)))
-		return 1
-	}))
-	m.interpMeta.RawSetString("__tostring", L.NewFunction(func(L *lua.LState) int {
-		L.Push(lua.LString(fmt.Sprintf("Interpreter(%d)", m.checkInterp(L, 1).id)))
-		return 1
-	}))
-	m.interpMeta.RawSetString("__metatable", lua.LString("Interpreter"))
+	m.interpMeta = handleMeta(L, "Interpreter", interpMethods, func(L *lua.LState) int64 { return m.checkInterp(L, 1).id })
 
-	m.queueMeta = L.NewTable()
 	queueMethods := L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
 		"maxsize":    m.queueMaxSize,
 		"qsize":      m.queueQSize,
@@ -104,20 +89,7 @@ func (m *luaModule) init(L *lua.LState) {
 		"get":        func(L *lua.LState) int { return m.queueGet(L, true) },
 		"get_nowait": func(L *lua.LState) int { return m.queueGet(L, false) },
 	})
-	m.queueMeta.RawSetString("__index", L.NewFunction(func(L *lua.LState) int {
-		h := m.checkQueue(L, 1)
-		if L.CheckString(2) == "id" {
-			L.Push(lua.LNumber(h.id))
-			return 1
-		}
-		L.Push(queueMethods.RawGet(L.Get(2)))
-		return 1
-	}))
-	m.queueMeta.RawSetString("__tostring", L.NewFunction(func(L *lua.LState) int {
-		L.Push(lua.LString(fmt.Sprintf("Queue(%d)", m.checkQueue(L, 1).id)))
-		return 1
-	}))
-	m.queueMeta.RawSetString("__metatable", lua.LString("Queue"))
+	m.queueMeta = handleMeta(L, "Queue", queueMethods, func(L *lua.LState) int64 { return m.checkQueue(L, 1).id })
 
 	mod := L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
 		"create":       m.create,
@@ -141,6 +113,27 @@ func (m *luaModule) init(L *lua.LState) {
 		mod.RawSetString(name, t)
 	}
 	m.mod = mod
+}
+
+// handleMeta is the metatable of one kind of handle: h.id, h:method(...),
+// tostring(h) = "Kind(id)", and a locked metatable.
+func handleMeta(L *lua.LState, kind string, methods *lua.LTable, id func(L *lua.LState) int64) *lua.LTable {
+	mt := L.NewTable()
+	mt.RawSetString("__index", L.NewFunction(func(L *lua.LState) int {
+		n := id(L)
+		if L.CheckString(2) == "id" {
+			L.Push(lua.LNumber(n))
+			return 1
+		}
+		L.Push(methods.RawGet(L.Get(2)))
+		return 1
+	}))
+	mt.RawSetString("__tostring", L.NewFunction(func(L *lua.LState) int {
+		L.Push(lua.LString(fmt.Sprintf("%s(%d)", kind, id(L))))
+		return 1
+	}))
+	mt.RawSetString("__metatable", lua.LString(kind))
+	return mt
 }
 
 // raise raises err in Lua as a typed error table named as CPython names
