@@ -5,10 +5,12 @@
 // codec that carries Go values and Lua values as msgpack.
 //
 // A session is symmetric: either side may issue requests while serving the
-// other's, so a worker can call back into its supervisor (for queues or
-// nested interpreters) while a host call is still in flight. Requests are
-// served concurrently; an in-flight request is cancelled with a "$cancel"
-// notification carrying its id.
+// other's. Requests are served concurrently; an in-flight request is
+// cancelled with a "$cancel" notification carrying its id. Between a
+// supervisor and a worker, calls travel on a second connection, the call
+// channel (CallConn), which carries one call at a time and the worker's
+// requests back to its supervisor (queues, nested interpreters) made while
+// that call runs.
 //
 // No other package defines wire types. Values cross as msgpack produced and
 // checked by this package's codec, so what a worker accepts and what a host

@@ -22,11 +22,13 @@ const WorkerConnFD = 3
 
 // WorkerCallFD is the worker's end of the call channel, a second
 // socketpair. Calls (exec, call, prepare_main, configure) travel on it one
-// at a time, request then the call's output then the response, each read by
-// the goroutine that waits for it: no hand-off between goroutines on either
-// side, which is what a round trip costs most. An interpreter runs one call
-// at a time, so the channel needs no multiplexing; cancellation, queues and
-// everything else stay on the session.
+// at a time: the request, then the call's output and the worker's own
+// requests to the supervisor (each answered on the channel before the
+// worker goes on), then the response. Each side reads and writes it on the
+// goroutine that waits for it: no hand-off between goroutines, which is
+// what a round trip costs most. An interpreter runs one call at a time, so
+// the channel needs no multiplexing; cancellation and stats stay on the
+// session.
 const WorkerCallFD = 4
 
 // Handshake is the go-plugin handshake between a supervisor and its workers.

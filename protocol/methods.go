@@ -19,16 +19,9 @@ const (
 // progress on the call channel; its params are the call's id.
 const NotifyCallCancel = "call.cancel"
 
-// NotifySync precedes a response on the call channel with the number of
-// frames the worker had written on the session by then: the supervisor
-// waits until it has dispatched that many before it returns the call, so a
-// queue request the call cancelled is known cancelled before the caller
-// goes on (the two sockets do not keep each other's order).
-const NotifySync = "$sync"
-
 // NotifyOutput is the notification a worker sends with interpreter output
-// (the bytes of print and io.write, as msgpack bin). It travels on the same
-// session as the reply, so all output of a call precedes its response.
+// (the bytes of print and io.write, as msgpack bin). It travels on the call
+// channel, so all output of a call precedes its response.
 const NotifyOutput = "$out"
 
 // ExecParams runs a chunk in the interpreter's globals.
@@ -99,7 +92,8 @@ const (
 func (m UnboundMode) Valid() bool { return m >= UnboundReplace && m <= UnboundRemove }
 
 // Methods a worker calls on its supervisor, for the Lua-side interpreters
-// module. The supervisor knows which interpreter is calling.
+// module, on the call channel while a call runs. The supervisor knows which
+// interpreter is calling.
 const (
 	MethodQueueCreate   = "queue.create"      // QueueCreateParams → int64 id
 	MethodQueueInfo     = "queue.info"        // IDParams → QueueInfo

@@ -7,7 +7,6 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -58,42 +57,6 @@ type Peer struct {
 
 	busy  int             // requests served and not yet answered; guarded by mu
 	idles []chan struct{} // Idle's channels, closed when busy drops to 0; guarded by mu
-
-	// Frames written and frames dispatched, for callers that must order
-	// this session against another channel (see Written).
-	written       atomic.Uint64
-	dispatchMu    sync.Mutex
-	dispatched    uint64
-	dispatchedNew chan struct{} // closed and replaced when dispatched grows
-}
-
-// Written is the number of frames this side has written. A peer that sends
-// it over another channel lets the receiver wait, with WaitDispatched,
-// until everything sent before has been dispatched there.
-func (p *Peer) Written() uint64 { return p.written.Load() }
-
-// WaitDispatched waits until n frames from the other side have been
-// dispatched (notifications handled, requests started), the session ends,
-// or timeout passes.
-func (p *Peer) WaitDispatched(n uint64, timeout time.Duration) {
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	for {
-		p.dispatchMu.Lock()
-		if p.dispatched >= n {
-			p.dispatchMu.Unlock()
-			return
-		}
-		ch := p.dispatchedNew
-		p.dispatchMu.Unlock()
-		select {
-		case <-ch:
-		case <-p.done:
-			return
-		case <-t.C:
-			return
-		}
-	}
 }
 
 // Call is a request in flight. Done is closed when the response arrives or
@@ -117,8 +80,6 @@ func NewPeer(conn io.ReadWriteCloser, cfg PeerConfig) *Peer {
 		pending:  make(map[uint32]*Call),
 		inflight: make(map[uint32]context.CancelFunc),
 		done:     make(chan struct{}),
-
-		dispatchedNew: make(chan struct{}),
 	}
 	go p.readLoop()
 	return p
@@ -226,9 +187,6 @@ func (p *Peer) writeFrame(fe *frameEncoder) error {
 	}
 	p.wmu.Lock()
 	_, err = p.conn.Write(frame)
-	if err == nil {
-		p.written.Add(1)
-	}
 	p.wmu.Unlock()
 	return err
 }
@@ -251,11 +209,6 @@ func (p *Peer) readLoop() {
 		if err = p.dispatch(m); err != nil {
 			break
 		}
-		p.dispatchMu.Lock()
-		p.dispatched++
-		close(p.dispatchedNew)
-		p.dispatchedNew = make(chan struct{})
-		p.dispatchMu.Unlock()
 	}
 	p.shutdown(err)
 }

@@ -171,11 +171,20 @@ func (s *Supervisor) invoke(ctx context.Context, p *process, timeout time.Durati
 	if timeout > 0 {
 		w.hard = time.AfterFunc(timeout+s.cfg.KillGrace, func() { w.kill(context.DeadlineExceeded) })
 	}
-	res, err = p.roundTrip(w.callID, method, params, out)
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout + requestGrace)
+	}
+	res, err = p.roundTrip(ctx, deadline, w.callID, method, params, out)
 	stopCancel()
 	interrupted, killed = w.finish()
 	return res, interrupted, killed, err
 }
+
+// requestGrace is how long past a call's timeout the worker's requests are
+// served: the worker's own timer fires first and reports the timeout, not
+// a failed request the script could catch.
+const requestGrace = 20 * time.Millisecond
 
 // watchdog watches one call: it forwards the caller's cancellation to the
 // worker and kills a worker that does not stop in time.

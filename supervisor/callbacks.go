@@ -11,9 +11,9 @@ import (
 
 // callbacks serve the requests a worker makes for its Lua-side interpreters
 // module: queues and other interpreters. from is the calling interpreter.
-// Each request runs in its own goroutine, so a blocked queue get holds up
-// nothing else; its context ends when the worker cancels it (the Lua call
-// was interrupted) or the worker dies.
+// Each request is served on the goroutine of the call it was made in, so a
+// blocked queue get holds up only that call; its context ends with the
+// call's (cancelled or past its deadline) or when the worker dies.
 func (s *Supervisor) callbacks(from int64) map[string]protocol.Handler {
 	return map[string]protocol.Handler{
 		protocol.MethodQueueCreate: func(_ context.Context, body []byte) (any, error) {

@@ -16,7 +16,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 	plugin "github.com/hashicorp/go-plugin"
 	"github.com/hashicorp/go-plugin/runner"
-	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/subinterp/subinterp/protocol"
 	_ "github.com/subinterp/subinterp/worker" // links the worker into every binary that can spawn one
@@ -39,11 +38,16 @@ type process struct {
 	stopOnce sync.Once
 	dead     chan struct{}   // closed by markDead once the watcher knows how the worker ended
 	exitErr  *protocol.Error // how it ended, when it crashed; nil when it was stopped
+	// life ends with the worker: a request of its that is still being
+	// served (a blocked queue get) has no one left to answer.
+	life    context.Context
+	endLife context.CancelFunc
 }
 
 // markDead records how the worker ended and wakes calls waiting to know.
 func (p *process) markDead(exitErr *protocol.Error) {
 	p.exitErr = exitErr
+	p.endLife()
 	close(p.dead)
 }
 
@@ -58,23 +62,6 @@ func (p *process) deathCause() *protocol.Error {
 func (s *Supervisor) bind(p *process, it *interp) {
 	h := s.callbacks(it.id)
 	p.handlers.Store(&h)
-}
-
-// peerConfig routes a worker's requests to whichever interpreter it serves
-// at the time.
-func (s *Supervisor) peerConfig(p *process) protocol.PeerConfig {
-	handlers := make(map[string]protocol.Handler)
-	for m := range s.callbacks(0) {
-		handlers[m] = func(ctx context.Context, body []byte) (any, error) {
-			h := p.handlers.Load()
-			if h == nil {
-				return nil, protocol.Errorf(protocol.CodeProtocol, "a spare worker has no interpreter")
-			}
-			return (*h)[m](ctx, body)
-		}
-	}
-	// A worker's output travels on its call channel, not the session.
-	return protocol.PeerConfig{Handlers: handlers}
 }
 
 // startProcess spawns a worker and returns once it has handshaken. Bind
@@ -110,6 +97,7 @@ func (s *Supervisor) startProcess(wcfg protocol.WorkerConfig) (*process, error) 
 	cmd.SysProcAttr = workerSysProcAttr()
 
 	p := &process{stderr: newTailBuffer(), dead: make(chan struct{})}
+	p.life, p.endLife = context.WithCancel(context.Background())
 	p.client = plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  protocol.Handshake,
 		Plugins:          protocol.Plugins,
@@ -149,13 +137,9 @@ func (s *Supervisor) startProcess(wcfg protocol.WorkerConfig) (*process, error) 
 		return nil, fmt.Errorf("worker call channel: %w", err)
 	}
 	p.calls = protocol.NewCallConn(calls)
-	p.peer = protocol.NewPeer(conn, s.peerConfig(p))
+	p.peer = protocol.NewPeer(conn, protocol.PeerConfig{})
 	return p, nil
 }
-
-// syncWait bounds the wait for the session to catch up with a call; the
-// frames it waits for are already in the socket.
-const syncWait = 2 * time.Second
 
 // socketPair makes a connected pair of unix sockets, close-on-exec before
 // any other goroutine can fork: only the worker gets its end, through
@@ -175,10 +159,12 @@ func socketPair(name string) (host, worker *os.File, err error) {
 }
 
 // roundTrip makes one call on the call channel and reads until its
-// response, handing the call's output to out. The caller guarantees one
+// response, handing the call's output to out and serving the requests the
+// worker makes meanwhile (its Lua code using queues or other interpreters)
+// under ctx, bounded by deadline when it is set. The caller guarantees one
 // call at a time per process (the interpreter's running state). A read
 // error means the worker is gone: it is returned as CodeClosed.
-func (p *process) roundTrip(id uint32, method string, params any, out func([]byte)) ([]byte, error) {
+func (p *process) roundTrip(ctx context.Context, deadline time.Time, id uint32, method string, params any, out func([]byte)) ([]byte, error) {
 	if err := p.calls.Request(id, method, params); err != nil {
 		return nil, &protocol.Error{Code: protocol.CodeClosed, Msg: "worker call channel: " + err.Error()}
 	}
@@ -192,10 +178,10 @@ func (p *process) roundTrip(id uint32, method string, params any, out func([]byt
 			if out != nil {
 				out(m.Body)
 			}
-		case m.Kind == protocol.KindNotification && m.Method == protocol.NotifySync:
-			var n uint64
-			if msgpack.Unmarshal(m.Body, &n) == nil {
-				p.peer.WaitDispatched(n, syncWait)
+		case m.Kind == protocol.KindRequest:
+			res, rerr := p.serve(ctx, deadline, m)
+			if err := p.calls.Respond(m.ID, protocol.AsError(rerr), res); err != nil {
+				return nil, &protocol.Error{Code: protocol.CodeClosed, Msg: "worker call channel: " + err.Error()}
 			}
 		case m.Kind == protocol.KindResponse && m.ID == id:
 			if m.Error != nil {
@@ -204,6 +190,31 @@ func (p *process) roundTrip(id uint32, method string, params any, out func([]byt
 			return m.Body, nil
 		}
 	}
+}
+
+// serve answers a request the worker made in the middle of a call. It runs
+// on the goroutine waiting for the call, which is blocked until the worker
+// hears back anyway; the request ends with the call's context, its
+// deadline, or the worker.
+func (p *process) serve(ctx context.Context, deadline time.Time, m *protocol.Message) (any, error) {
+	h := p.handlers.Load()
+	if h == nil {
+		return nil, protocol.Errorf(protocol.CodeProtocol, "a spare worker has no interpreter")
+	}
+	handle := (*h)[m.Method]
+	if handle == nil {
+		return nil, protocol.Errorf(protocol.CodeProtocol, "unknown method %q", m.Method)
+	}
+	var cancel context.CancelFunc
+	if deadline.IsZero() {
+		ctx, cancel = context.WithCancel(ctx)
+	} else {
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+	}
+	defer cancel()
+	stop := context.AfterFunc(p.life, cancel)
+	defer stop()
+	return handle(ctx, m.Body)
 }
 
 // pid is the worker's process id.

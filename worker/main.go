@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"syscall"
 
 	"github.com/hashicorp/go-hclog"
 	plugin "github.com/hashicorp/go-plugin"
@@ -57,11 +58,12 @@ func Main() int {
 		fmt.Fprintf(os.Stderr, "subinterp worker: %v\n", err)
 		return 2
 	}
-	calls, err := inheritedConn(protocol.WorkerCallFD, "subinterp-calls")
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "subinterp worker: %v\n", err)
-		return 2
-	}
+	// The call channel stays a blocking socket: the VM goroutine waiting
+	// for the next call sleeps in read(2) and the kernel wakes its thread
+	// directly, where the poller would add a wait in epoll and a hand-off
+	// between threads to every call.
+	syscall.CloseOnExec(protocol.WorkerCallFD)
+	calls := os.NewFile(protocol.WorkerCallFD, "subinterp-calls")
 	w := newWorker(cfg)
 	w.serve(conn, protocol.NewCallConn(calls))
 	go func() {

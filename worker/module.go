@@ -31,7 +31,14 @@ type luaModule struct {
 }
 
 type interpHandle struct{ id int64 }
-type queueHandle struct{ id int64 }
+
+// queueHandle is a queue as Lua sees it. maxsize never changes, so it is
+// asked once; an unbounded queue's puts need no answer (see queuePut).
+type queueHandle struct {
+	id      int64
+	maxsize int
+	known   bool // maxsize has been learned
+}
 
 func newLuaModule(w *worker) *luaModule {
 	return &luaModule{w: w, interps: map[int64]*lua.LUserData{}, queues: map[int64]*lua.LUserData{}}
@@ -186,15 +193,12 @@ func (m *luaModule) raiseType(L *lua.LState, typ, format string, args ...any) {
 	L.Error(t, 0)
 }
 
-// request calls the supervisor under the running call's context.
+// request asks the supervisor, which ends the request when the running
+// call is cancelled or times out.
 func (m *luaModule) request(L *lua.LState, method string, params any) []byte {
-	ctx := L.Context()
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	res, err := m.w.peer.Call(ctx, method, params)
+	res, err := m.w.request(method, params)
 	if err != nil {
-		if ctx.Err() != nil {
+		if ctx := L.Context(); ctx != nil && ctx.Err() != nil {
 			// The call is being interrupted: the VM reports why.
 			L.RaiseError("%s", context.Cause(ctx))
 		}
@@ -444,25 +448,43 @@ func (m *luaModule) createQueue(L *lua.LState) int {
 	}
 	var id int64
 	m.decode(L, m.request(L, protocol.MethodQueueCreate, &protocol.QueueCreateParams{MaxSize: maxsize, Unbound: mode}), &id)
-	L.Push(m.queue(id))
+	ud := m.queue(id)
+	h := ud.(*lua.LUserData).Value.(*queueHandle)
+	h.maxsize, h.known = maxsize, true
+	L.Push(ud)
 	return 1
 }
 
 func (m *luaModule) queueInfo(L *lua.LState, id int64) protocol.QueueInfo {
 	var info protocol.QueueInfo
 	m.decode(L, m.request(L, protocol.MethodQueueInfo, &protocol.IDParams{ID: id}), &info)
+	if ud := m.queues[id]; ud != nil {
+		h := ud.Value.(*queueHandle)
+		h.maxsize, h.known = info.MaxSize, true
+	}
 	return info
 }
 
 func (m *luaModule) lookupQueue(L *lua.LState) int {
 	id := m.checkID(L, 1)
-	m.queueInfo(L, id) // raises QueueNotFoundError
-	L.Push(m.queue(id))
+	info := m.queueInfo(L, id) // raises QueueNotFoundError
+	ud := m.queue(id)
+	h := ud.(*lua.LUserData).Value.(*queueHandle)
+	h.maxsize, h.known = info.MaxSize, true
+	L.Push(ud)
 	return 1
 }
 
+// maxsize is h's maxsize, asked of the supervisor the first time.
+func (m *luaModule) maxsize(L *lua.LState, h *queueHandle) int {
+	if !h.known {
+		m.queueInfo(L, h.id)
+	}
+	return h.maxsize
+}
+
 func (m *luaModule) queueMaxSize(L *lua.LState) int {
-	L.Push(lua.LNumber(m.queueInfo(L, m.checkQueue(L, 1).id).MaxSize))
+	L.Push(lua.LNumber(m.maxsize(L, m.checkQueue(L, 1))))
 	return 1
 }
 
@@ -489,7 +511,18 @@ func (m *luaModule) queuePut(L *lua.LState, block bool) int {
 		m.raise(L, err)
 	}
 	timeout, mode := m.opts(L, 3)
-	m.request(L, protocol.MethodQueuePut, &protocol.QueuePutParams{ID: h.id, Value: raw, Unbound: mode, Block: block, TimeoutNs: int64(timeout)})
+	params := &protocol.QueuePutParams{ID: h.id, Value: raw, Unbound: mode, Block: block, TimeoutNs: int64(timeout)}
+	if m.maxsize(L, h) <= 0 {
+		// A put into an unbounded queue that this worker holds cannot wait
+		// and cannot fail, unless an operator removed the queue: the script
+		// goes on without a round trip, and that failure, if it comes, is
+		// raised by the next request or fails the call.
+		if err := m.w.requestLater(protocol.MethodQueuePut, params); err != nil {
+			m.raise(L, err)
+		}
+		return 0
+	}
+	m.request(L, protocol.MethodQueuePut, params)
 	return 0
 }
 
