@@ -525,6 +525,58 @@ func TestLuaQueueToHost(t *testing.T) {
 	wantQueueErr(t, "PutNowait on the full Lua queue", q.PutNowait(5), interpreters.ErrQueueFull)
 }
 
+// TestLuaUnboundedPutsInOrder: puts into an unbounded queue do not wait for
+// the supervisor's answer, yet every one has landed, in order, when the call
+// returns, and a later request in the same call sees them: more puts than
+// the worker leaves unanswered at once, into a queue Lua created, one it
+// looked up, and one that arrived as an argument.
+func TestLuaUnboundedPutsInOrder(t *testing.T) {
+	t.Parallel()
+	rt := newRuntime(t)
+	it := luaInterp(t, rt)
+	hostQ, err := rt.CreateQueue(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 1000
+	res := mustCall(t, it, `function(hq, n)
+		local own = interpreters.create_queue()
+		local looked = interpreters.Queue(hq.id)
+		for i = 1, n do
+			hq:put(i)
+			own:put(-i)
+			looked:put(i * 10)
+		end
+		return own, own:qsize(), hq:qsize(), own:maxsize()
+	end`, hostQ, n)
+	tup, ok := res.(interpreters.Tuple)
+	if !ok || len(tup) != 4 {
+		t.Fatalf("the call returned %#v", res)
+	}
+	own, ok := tup[0].(*interpreters.Queue)
+	if !ok {
+		t.Fatalf("the Lua queue came back as %#v", tup[0])
+	}
+	wantEqual(t, "qsize of Lua's own queue, seen in the same call", tup[1], int64(n))
+	wantEqual(t, "qsize of the host's queue, seen in the same call", tup[2], int64(2*n))
+	wantEqual(t, "maxsize of Lua's own queue", tup[3], int64(0))
+	for i := 1; i <= n; i++ {
+		if v, err := own.GetNowait(); err != nil || v != int64(-i) {
+			t.Fatalf("item %d of Lua's queue: %#v, %v", i, v, err)
+		}
+	}
+	for i := 1; i <= n; i++ {
+		for _, want := range []int64{int64(i), int64(i * 10)} {
+			if v, err := hostQ.GetNowait(); err != nil || v != want {
+				t.Fatalf("item of round %d of the host's queue: %#v, %v; want %d", i, v, err, want)
+			}
+		}
+	}
+	if _, err := hostQ.GetNowait(); !errors.Is(err, interpreters.ErrQueueEmpty) {
+		t.Errorf("the host's queue after draining: %v, want ErrQueueEmpty", err)
+	}
+}
+
 // TestLuaQueueUnboundItems: an interpreter getting items whose interpreter
 // is gone sees UNBOUND, or an ItemInterpreterDestroyed error.
 func TestLuaQueueUnboundItems(t *testing.T) {

@@ -513,10 +513,11 @@ func (m *luaModule) queuePut(L *lua.LState, block bool) int {
 	timeout, mode := m.opts(L, 3)
 	params := &protocol.QueuePutParams{ID: h.id, Value: raw, Unbound: mode, Block: block, TimeoutNs: int64(timeout)}
 	if m.maxsize(L, h) <= 0 {
-		// A put into an unbounded queue that this worker holds cannot wait
-		// and cannot fail, unless an operator removed the queue: the script
-		// goes on without a round trip, and that failure, if it comes, is
-		// raised by the next request or fails the call.
+		// A put into an unbounded queue cannot wait, and cannot fail while
+		// the supervisor keeps the queue for this interpreter's handle
+		// (only its own closing ends it): the script goes on without a
+		// round trip, and a failure, if one comes, is raised by the next
+		// request or fails the call.
 		if err := m.w.requestLater(protocol.MethodQueuePut, params); err != nil {
 			m.raise(L, err)
 		}
