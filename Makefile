@@ -7,7 +7,7 @@ BENCHCOUNT ?= 5
 SOAK     ?= 5m
 SOAKTIMEOUT ?= 6h
 
-.PHONY: help build test lint vet fmt-check fuzz bench soak load clean
+.PHONY: help build test lint vet fmt-check fuzz bench soak load thousand clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -39,6 +39,9 @@ bench: ## the report table (subinterp beside its baselines, one run), then the g
 
 load: ## the daemon under full load: 200 interpreters, 8 clients, 30 s, then shutdown mid-load
 	SUBINTERP_LOAD=1 $(GO) test -count=1 -run '^TestDaemonLoad$$' -v -timeout 10m ./integration/
+
+thousand: ## 1,000 live interpreters at once: every one called and listed, ≤ 3 MiB private each, nothing left after
+	SUBINTERP_THOUSAND=1 $(GO) test -count=1 -run '^TestThousandInterpreters$$' -v -timeout 10m ./integration/
 
 soak: ## chaos soak: 32 interpreters under random faults and kills for SOAK (default 5m)
 	SUBINTERP_SOAK=$(SOAK) $(GO) test -race -count=1 -timeout $(SOAKTIMEOUT) -run '^TestChaos$$' -v ./integration/
