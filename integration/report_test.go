@@ -53,6 +53,8 @@ func BenchmarkReport(b *testing.B) {
 	defer rawConn.Close()
 	cold := interpreters.New()
 	defer cold.Close()
+	handoff, stopRelay := startRelay(b, rt)
+	defer stopRelay()
 
 	var created []*interpreters.Interpreter // closed outside the timed spans
 	type variant struct {
@@ -65,6 +67,7 @@ func BenchmarkReport(b *testing.B) {
 		{"go-plugin net/rpc round trip", func(i int) error { _, err := plug.Echo(int64(i)); return err }, calls},
 		{"in-process gopher-lua call", func(i int) error { _, err := lua.Call(int64(i)); return err }, calls},
 		{"subinterp Call round trip", func(i int) error { _, err := interp.Call("echo", i); return err }, calls},
+		{"subinterp queue hand-off via a Lua relay", handoff, calls},
 		{"go-plugin launch + first call + kill", func(int) error { return baseline.LaunchPlugin() }, launches},
 		{"subinterp Create, cold", func(int) error {
 			it, err := cold.Create()
@@ -115,6 +118,7 @@ func BenchmarkReport(b *testing.B) {
 	fmt.Fprintf(&out, "\n| ratio (p50) | value | target |\n|---|---:|---:|\n")
 	fmt.Fprintf(&out, "| Call ÷ floor | %.2f | ≤ 1.30 |\n", ratio("subinterp Call round trip", "floor: raw unix msgpack round trip"))
 	fmt.Fprintf(&out, "| Call ÷ go-plugin net/rpc | %.2f | ≤ 0.75 |\n", ratio("subinterp Call round trip", "go-plugin net/rpc round trip"))
+	fmt.Fprintf(&out, "| queue hand-off ÷ floor | %.2f | ≤ 1.50 |\n", ratio("subinterp queue hand-off via a Lua relay", "floor: raw unix msgpack round trip"))
 	fmt.Fprintf(&out, "| cold Create ÷ go-plugin launch | %.2f | ≤ 1.00 |\n", ratio("subinterp Create, cold", "go-plugin launch + first call + kill"))
 	fmt.Fprintf(&out, "| warm Create p50 | %s | ≤ 0.5ms |\n", median(p50["subinterp Create, warm spare"]).Round(10*time.Microsecond))
 	fmt.Fprintf(&out, "| 8 busy: calls/s ours ÷ floor | %.0f ÷ %.0f = %.2f | ≥ 0.80 |\n", oursTput, floorTput, oursTput/floorTput)
@@ -122,6 +126,42 @@ func BenchmarkReport(b *testing.B) {
 		fmt.Fprintf(&out, "| private memory per idle interpreter | %.2f MiB (n=%d) | ≤ 3 MiB |\n", mem/(1<<20), n)
 	}
 	fmt.Print(out.String())
+}
+
+// startRelay starts relayLua in an interpreter of rt and returns one
+// hand-off (the host puts i, the relay gets it and puts it on, the host
+// gets it back) and a stop that ends the relay.
+func startRelay(b *testing.B, rt *interpreters.Runtime) (handoff func(i int) error, stop func()) {
+	it, err := rt.Create()
+	if err != nil {
+		b.Fatal(err)
+	}
+	qin, err := rt.CreateQueue(0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	qout, err := rt.CreateQueue(0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	relay := it.CallInThread(relayLua, qin, qout)
+	handoff = func(i int) error {
+		if err := qin.Put(i); err != nil {
+			return err
+		}
+		v, err := qout.Get()
+		if err == nil && v != int64(i) {
+			err = fmt.Errorf("hand-off %d came back as %#v", i, v)
+		}
+		return err
+	}
+	return handoff, func() {
+		_ = qin.Put("stop")
+		if _, err := relay.Wait(); err != nil {
+			b.Error(err)
+		}
+		_ = it.Close()
+	}
 }
 
 // throughput is calls/s with 8 concurrent callers: the floor with one raw
