@@ -3,16 +3,18 @@ package worker
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // interruptCtx is the context Lua code runs under during one call.
 //
-// gopher-lua polls ctx.Done() before every VM instruction, so Done must cost
-// no more than a field load: a context.WithCancel pays for a mutex and an
-// atomic on every poll (about +18% on a hot loop against +8% here). It is
-// closed when the caller's context ends and always when the call returns, so
-// coroutines that outlive the call never keep a live context.
+// Lua polls it before every VM instruction: interruptLoop through stopped,
+// gopher-lua's own loop (coroutines resumed from Go, or when the start-up
+// checks of interruptLoop fail) through Done, so Done must cost no more than
+// a field load; a context.WithCancel pays for a mutex and an atomic on every
+// poll. It is closed when the caller's context ends and always when the call
+// returns, so coroutines that outlive the call never keep a live context.
 //
 // AfterFunc lets the context.WithCancel children that gopher-lua makes for
 // every coroutine hook onto it without a goroutine each.
@@ -20,6 +22,10 @@ type interruptCtx struct {
 	parent context.Context
 	done   chan struct{}
 	unlink func() bool // detaches it from parent
+
+	// stopped is set once done is closed and err set, so a poll that sees
+	// it finds both.
+	stopped atomic.Bool
 
 	mu    sync.Mutex
 	err   error
@@ -76,6 +82,7 @@ func (c *interruptCtx) stop(err error) {
 	}
 	c.err = err
 	close(c.done)
+	c.stopped.Store(true)
 	funcs := c.funcs
 	c.funcs = nil
 	c.mu.Unlock()

@@ -157,7 +157,7 @@ func (vm *VM) baseXPCall(L *lua.LState) int {
 func adoptContext(L, th *lua.LState) {
 	if ctx := L.Context(); ctx != nil {
 		if th.Context() != ctx {
-			th.SetContext(ctx)
+			setContext(th, ctx)
 		}
 	} else if th.Context() != nil {
 		th.RemoveContext()

@@ -40,9 +40,9 @@ func (vm *VM) recoverSoft(L *lua.LState) lua.LValue {
 	ic.unlink()
 	// The main thread and the running coroutine both run under the call's
 	// context; other coroutines adopt the fresh one when resumed.
-	vm.l.SetContext(fresh)
+	setContext(vm.l, fresh)
 	if L != vm.l {
-		L.SetContext(fresh)
+		setContext(L, fresh)
 	}
 	t := L.NewTable()
 	t.RawSetString("type", lua.LString(soft.err.Type))

@@ -358,7 +358,7 @@ func (vm *VM) run(ctx context.Context, nargs, nret int) error {
 // and is closed when f returns.
 func (vm *VM) withInterrupt(L *lua.LState, ctx context.Context, f func() error) error {
 	vm.ic.Store(armInterrupt(ctx))
-	L.SetContext(vm.ic.Load())
+	setContext(L, vm.ic.Load())
 	err := f()
 	L.RemoveContext()
 	vm.ic.Swap(nil).disarm()
