@@ -2,6 +2,7 @@ package integration
 
 import (
 	"errors"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -74,6 +75,60 @@ func BenchmarkRoundTrip(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkBusy8 measures calls with 8 callers at once, each on an
+// interpreter of its own, beside the floor with 8 raw connections; ns/op is
+// per call across all callers, so ops/s is the aggregate rate.
+func BenchmarkBusy8(b *testing.B) {
+	const callers = 8
+	b.Run("floor-raw-unix-msgpack", func(b *testing.B) {
+		raw, err := baseline.StartRaw()
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer raw.Close()
+		conns := make([]*baseline.RawConn, callers)
+		for k := range conns {
+			if conns[k], err = raw.Conn(); err != nil {
+				b.Fatal(err)
+			}
+			defer conns[k].Close()
+		}
+		busy(b, callers, func(k, i int) error { _, err := conns[k].Echo(int64(i)); return err })
+	})
+	b.Run("subinterp-call", func(b *testing.B) {
+		rt := interpreters.New()
+		defer rt.Close()
+		interps := make([]*interpreters.Interpreter, callers)
+		for k := range interps {
+			it, err := rt.Create()
+			if err != nil {
+				b.Fatal(err)
+			}
+			interps[k] = it
+		}
+		busy(b, callers, func(k, i int) error { _, err := interps[k].Call("tostring", i); return err })
+	})
+}
+
+// busy runs b.N ops split among callers goroutines, op(k, i) for caller k.
+func busy(b *testing.B, callers int, op func(k, i int) error) {
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	for k := 0; k < callers; k++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := k; i < b.N; i += callers {
+				if err := op(k, i); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // BenchmarkLaunch measures starting a worker until it answers.
