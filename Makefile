@@ -35,7 +35,7 @@ fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 bench: ## the report table (subinterp beside its baselines, one run), then the go test benchmarks
 	$(GO) test -run '^$$' -bench '^BenchmarkReport$$' -benchtime 1x -timeout 30m $(BENCHPKG) 2>/dev/null
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout 60m ./worker/
-	$(GO) test -run '^$$' -bench '^Benchmark(RoundTrip|Launch|CrashReport|Queue)' -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout 60m $(BENCHPKG) 2>/dev/null
+	$(GO) test -run '^$$' -bench '^Benchmark(RoundTrip|Busy8|Launch|CrashReport|Queue)' -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout 60m $(BENCHPKG) 2>/dev/null
 
 load: ## the daemon under full load: 200 interpreters, 8 clients, 30 s, then shutdown mid-load
 	SUBINTERP_LOAD=1 $(GO) test -count=1 -run '^TestDaemonLoad$$' -v -timeout 10m ./integration/
