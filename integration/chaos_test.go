@@ -286,15 +286,7 @@ func TestChaos(t *testing.T) {
 	}
 
 	rt := interpreters.New(interpreters.WithWarmSpares(2))
-	var closeOnce sync.Once
-	closeRT := func() {
-		closeOnce.Do(func() {
-			if err := rt.Close(); err != nil {
-				t.Errorf("Runtime.Close: %v", err)
-			}
-		})
-	}
-	t.Cleanup(closeRT)
+	closeRT := closeAtCleanup(t, rt)
 	q, err := rt.CreateQueue(0)
 	if err != nil {
 		t.Fatalf("CreateQueue: %v", err)

@@ -6,7 +6,6 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -81,15 +80,7 @@ func crashOnce(t *testing.T, rt *interpreters.Runtime) time.Duration {
 func TestCrashLeak(t *testing.T) {
 	backgroundCloses.Wait()
 	rt := interpreters.New()
-	var closeOnce sync.Once
-	closeRT := func() {
-		closeOnce.Do(func() {
-			if err := rt.Close(); err != nil {
-				t.Errorf("Runtime.Close: %v", err)
-			}
-		})
-	}
-	t.Cleanup(closeRT)
+	closeAtCleanup(t, rt)
 	keep := create(t, rt)
 	mustExec(t, keep, "kept = 'before'")
 	keepPid := pid(t, keep)

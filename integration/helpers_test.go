@@ -449,3 +449,18 @@ func contains(all []*interpreters.Interpreter, it *interpreters.Interpreter) boo
 	}
 	return false
 }
+
+// closeAtCleanup closes rt when the test ends, and returns a close the
+// test may call earlier; rt closes once either way.
+func closeAtCleanup(t *testing.T, rt *interpreters.Runtime) (closeRT func()) {
+	var once sync.Once
+	closeRT = func() {
+		once.Do(func() {
+			if err := rt.Close(); err != nil {
+				t.Errorf("Runtime.Close: %v", err)
+			}
+		})
+	}
+	t.Cleanup(closeRT)
+	return closeRT
+}

@@ -128,42 +128,6 @@ func BenchmarkReport(b *testing.B) {
 	fmt.Print(out.String())
 }
 
-// startRelay starts relayLua in an interpreter of rt and returns one
-// hand-off (the host puts i, the relay gets it and puts it on, the host
-// gets it back) and a stop that ends the relay.
-func startRelay(b *testing.B, rt *interpreters.Runtime) (handoff func(i int) error, stop func()) {
-	it, err := rt.Create()
-	if err != nil {
-		b.Fatal(err)
-	}
-	qin, err := rt.CreateQueue(0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	qout, err := rt.CreateQueue(0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	relay := it.CallInThread(relayLua, qin, qout)
-	handoff = func(i int) error {
-		if err := qin.Put(i); err != nil {
-			return err
-		}
-		v, err := qout.Get()
-		if err == nil && v != int64(i) {
-			err = fmt.Errorf("hand-off %d came back as %#v", i, v)
-		}
-		return err
-	}
-	return handoff, func() {
-		_ = qin.Put("stop")
-		if _, err := relay.Wait(); err != nil {
-			b.Error(err)
-		}
-		_ = it.Close()
-	}
-}
-
 // throughput is calls/s with 8 concurrent callers: the floor with one raw
 // connection each, subinterp with one interpreter each.
 func throughput(b *testing.B, raw *baseline.Raw, rt *interpreters.Runtime, rounds int) (floor, ours float64) {

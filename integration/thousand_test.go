@@ -52,15 +52,7 @@ func TestThousandInterpreters(t *testing.T) {
 	// that the counts below are this test's.
 	backgroundCloses.Wait()
 	rt := interpreters.New()
-	var closeOnce sync.Once
-	closeRT := func() {
-		closeOnce.Do(func() {
-			if err := rt.Close(); err != nil {
-				t.Errorf("Runtime.Close: %v", err)
-			}
-		})
-	}
-	t.Cleanup(closeRT)
+	closeRT := closeAtCleanup(t, rt)
 
 	// One interpreter first, so that what the runtime starts once is in
 	// the baseline.
