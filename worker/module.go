@@ -13,10 +13,10 @@ import (
 )
 
 // luaModule is the Lua-side `interpreters` module. Every operation is a
-// request to the supervisor on the worker's session, made under the running
-// call's context, so interrupting the call also abandons a blocked queue
-// get. Handles are cached per ID: the same interpreter or queue is always
-// the same userdata in one VM.
+// request to the supervisor on the call channel, served as part of the
+// running call, so interrupting the call also ends a blocked queue get.
+// Handles are cached per ID: the same interpreter or queue is always the
+// same userdata in one VM.
 type luaModule struct {
 	w *worker
 	L *lua.LState
