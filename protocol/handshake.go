@@ -24,7 +24,8 @@ const WorkerConnFD = 3
 // socketpair. Calls (exec, call, prepare_main, configure) travel on it one
 // at a time: the request, then the call's output and the worker's own
 // requests to the supervisor (each answered on the channel before the
-// worker goes on), then the response. Each side reads and writes it on the
+// worker goes on, or sent as a notification that needs no answer), then
+// the response. Each side reads and writes it on the
 // goroutine that waits for it: no hand-off between goroutines, which is
 // what a round trip costs most. An interpreter runs one call at a time, so
 // the channel needs no multiplexing; cancellation and stats stay on the

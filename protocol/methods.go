@@ -97,7 +97,7 @@ func (m UnboundMode) Valid() bool { return m >= UnboundReplace && m <= UnboundRe
 const (
 	MethodQueueCreate   = "queue.create"      // QueueCreateParams → int64 id
 	MethodQueueInfo     = "queue.info"        // IDParams → QueueInfo
-	MethodQueuePut      = "queue.put"         // QueuePutParams → nil
+	MethodQueuePut      = "queue.put"         // QueuePutParams → nil; a notification for an unbounded queue
 	MethodQueueGet      = "queue.get"         // QueueGetParams → QueueGetResult
 	MethodInterpCreate  = "interp.create"     // nil → int64 id
 	MethodInterpList    = "interp.list"       // nil → []int64, main first

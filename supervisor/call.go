@@ -178,6 +178,11 @@ func (s *Supervisor) invoke(ctx context.Context, p *process, timeout time.Durati
 	res, err = p.roundTrip(ctx, deadline, w.callID, method, params, out)
 	stopCancel()
 	interrupted, killed = w.finish()
+	if interrupted == nil && err != nil && ctx.Err() != nil {
+		// The call failed as its context ended, before the watchdog heard:
+		// a request the supervisor ended for that reason failed it first.
+		interrupted = ctx.Err()
+	}
 	return res, interrupted, killed, err
 }
 

@@ -28,8 +28,13 @@ type process struct {
 	runner *workerRunner
 	peer   *protocol.Peer
 	calls  *protocol.CallConn // exclusive to the interpreter's running call
-	callID uint32             // the last call's id; guarded like calls
-	stderr *tailBuffer
+	// callsFile is the call channel's socket. It stays blocking: the
+	// goroutine waiting for a call sleeps in read(2) and the kernel wakes
+	// its thread, where the poller would wake a thread of its own and hand
+	// over, and would wake too whenever the worker drains the socket.
+	callsFile *os.File
+	callID    uint32 // the last call's id; guarded like calls
+	stderr    *tailBuffer
 
 	// handlers are the callbacks of the interpreter the worker serves; a
 	// spare has none until it is claimed.
@@ -78,8 +83,13 @@ func (s *Supervisor) startProcess(wcfg protocol.WorkerConfig) (*process, error) 
 	if err != nil {
 		return nil, err
 	}
-	defer hostCalls.Close()
 	defer workerCalls.Close()
+	started := false
+	defer func() {
+		if !started {
+			hostCalls.Close()
+		}
+	}()
 
 	wcfgJSON, err := json.Marshal(wcfg)
 	if err != nil {
@@ -130,14 +140,10 @@ func (s *Supervisor) startProcess(wcfg protocol.WorkerConfig) (*process, error) 
 		p.client.Kill()
 		return nil, fmt.Errorf("worker session: %w", err)
 	}
-	calls, err := net.FileConn(hostCalls)
-	if err != nil {
-		conn.Close()
-		p.client.Kill()
-		return nil, fmt.Errorf("worker call channel: %w", err)
-	}
-	p.calls = protocol.NewCallConn(calls)
+	p.callsFile = hostCalls
+	p.calls = protocol.NewCallConn(hostCalls)
 	p.peer = protocol.NewPeer(conn, protocol.PeerConfig{})
+	started = true
 	return p, nil
 }
 
@@ -164,10 +170,15 @@ func socketPair(name string) (host, worker *os.File, err error) {
 // under ctx, bounded by deadline when it is set. The caller guarantees one
 // call at a time per process (the interpreter's running state). A read
 // error means the worker is gone: it is returned as CodeClosed.
+//
+// A request sent as a notification (a put into an unbounded queue) gets no
+// answer: it cannot fail unless the interpreter or the supervisor is being
+// torn down, and if it does anyway, the call fails with its error.
 func (p *process) roundTrip(ctx context.Context, deadline time.Time, id uint32, method string, params any, out func([]byte)) ([]byte, error) {
 	if err := p.calls.Request(id, method, params); err != nil {
 		return nil, &protocol.Error{Code: protocol.CodeClosed, Msg: "worker call channel: " + err.Error()}
 	}
+	var unanswered error // the first failed notification
 	for {
 		m, err := p.calls.Read()
 		if err != nil {
@@ -178,6 +189,10 @@ func (p *process) roundTrip(ctx context.Context, deadline time.Time, id uint32, 
 			if out != nil {
 				out(m.Body)
 			}
+		case m.Kind == protocol.KindNotification:
+			if _, err := p.serve(ctx, deadline, m); err != nil && unanswered == nil {
+				unanswered = err
+			}
 		case m.Kind == protocol.KindRequest:
 			res, rerr := p.serve(ctx, deadline, m)
 			if err := p.calls.Respond(m.ID, protocol.AsError(rerr), res); err != nil {
@@ -186,6 +201,9 @@ func (p *process) roundTrip(ctx context.Context, deadline time.Time, id uint32, 
 		case m.Kind == protocol.KindResponse && m.ID == id:
 			if m.Error != nil {
 				return nil, m.Error
+			}
+			if unanswered != nil {
+				return nil, unanswered
 			}
 			return m.Body, nil
 		}
@@ -229,6 +247,11 @@ func (p *process) exited() <-chan struct{} { return p.runner.exited }
 func (p *process) stop() {
 	p.stopOnce.Do(func() {
 		_ = p.peer.Close()
+		// Closing a blocking socket waits for the read in progress; shutting
+		// it down ends that read at once.
+		if rc, err := p.callsFile.SyscallConn(); err == nil {
+			_ = rc.Control(func(fd uintptr) { _ = syscall.Shutdown(int(fd), syscall.SHUT_RDWR) })
+		}
 		_ = p.calls.Close()
 		select {
 		case <-p.exited():

@@ -514,11 +514,10 @@ func (m *luaModule) queuePut(L *lua.LState, block bool) int {
 	params := &protocol.QueuePutParams{ID: h.id, Value: raw, Unbound: mode, Block: block, TimeoutNs: int64(timeout)}
 	if m.maxsize(L, h) <= 0 {
 		// A put into an unbounded queue cannot wait, and cannot fail while
-		// the supervisor keeps the queue for this interpreter's handle
-		// (only its own closing ends it): the script goes on without a
-		// round trip, and a failure, if one comes, is raised by the next
-		// request or fails the call.
-		if err := m.w.requestLater(protocol.MethodQueuePut, params); err != nil {
+		// the supervisor keeps the queue for this interpreter's handle,
+		// which it does until the interpreter ends: the script goes on
+		// without a round trip. Should it fail, the call fails.
+		if err := m.w.tell(protocol.MethodQueuePut, params); err != nil {
 			m.raise(L, err)
 		}
 		return 0

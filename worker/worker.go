@@ -37,12 +37,7 @@ type worker struct {
 	current    atomic.Pointer[runningCall]
 	// cancelledUpTo is the highest call id cancelled; call ids increase.
 	cancelledUpTo atomic.Uint32
-	// The VM goroutine's: the last request to the supervisor, how many
-	// requests made without waiting are still unanswered, and the first
-	// error one of them got, not yet raised.
-	requestID  uint32
-	unanswered int
-	laterErr   error
+	requestID     uint32 // the last request to the supervisor; the VM goroutine's
 
 	busy      sync.Mutex // held by the call in progress; gopher-lua is single-threaded
 	callCount atomic.Int64
@@ -143,9 +138,6 @@ func (w *worker) callLoop() {
 		res, err := h(ctx, m.Body)
 		w.current.Store(nil)
 		cancel()
-		if lerr := w.settle(); lerr != nil && err == nil {
-			res, err = nil, lerr
-		}
 		_ = w.calls.Respond(m.ID, protocol.AsError(err), res)
 	}
 }
@@ -153,96 +145,34 @@ func (w *worker) callLoop() {
 // request asks the supervisor something in the middle of a call, on the
 // call channel: the supervisor's goroutine waiting for the call serves it
 // and answers before anything else can arrive. It runs on the call loop's
-// goroutine, the VM's, like the call it is part of. An error of a request
-// made without waiting comes first.
+// goroutine, the VM's, like the call it is part of.
 func (w *worker) request(method string, params any) ([]byte, error) {
-	if err := w.takeLaterErr(); err != nil {
-		return nil, err
-	}
-	id, err := w.send(method, params)
-	if err != nil {
-		return nil, err
-	}
-	return w.await(id)
-}
-
-// maxUnanswered bounds the answers to requests made without waiting that
-// may sit unread: the supervisor writes them whether or not the worker
-// reads, and a full socket would stop it reading the worker's requests.
-const maxUnanswered = 256
-
-// requestLater sends a request whose answer the script does not wait for:
-// the supervisor serves requests in order, so any later request sees its
-// effect. Its answer is read with the next request's, or by settle.
-func (w *worker) requestLater(method string, params any) error {
-	if err := w.takeLaterErr(); err != nil {
-		return err
-	}
-	if w.unanswered >= maxUnanswered {
-		if err := w.settle(); err != nil {
-			return err
-		}
-	}
-	if _, err := w.send(method, params); err != nil {
-		return err
-	}
-	w.unanswered++
-	return nil
-}
-
-// settle reads the answers still owed, at the latest when the call ends,
-// and returns the first error among them.
-func (w *worker) settle() error {
-	if w.unanswered > 0 {
-		if _, err := w.await(0); err != nil && w.laterErr == nil {
-			w.laterErr = err
-		}
-	}
-	return w.takeLaterErr()
-}
-
-func (w *worker) takeLaterErr() error {
-	err := w.laterErr
-	w.laterErr = nil
-	return err
-}
-
-func (w *worker) send(method string, params any) (uint32, error) {
 	w.requestID++
-	if err := w.calls.Request(w.requestID, method, params); err != nil {
-		return 0, &protocol.Error{Code: protocol.CodeClosed, Msg: "call channel: " + err.Error()}
+	id := w.requestID
+	if err := w.calls.Request(id, method, params); err != nil {
+		return nil, &protocol.Error{Code: protocol.CodeClosed, Msg: "call channel: " + err.Error()}
 	}
-	return w.requestID, nil
-}
-
-// await reads answers until request id's (0: until none is owed). The
-// answers to requests made without waiting come before it, in order.
-func (w *worker) await(id uint32) ([]byte, error) {
 	for {
-		if id == 0 && w.unanswered == 0 {
-			return nil, nil
-		}
 		m, err := w.calls.Read()
 		if err != nil {
-			w.unanswered = 0
 			return nil, &protocol.Error{Code: protocol.CodeClosed, Msg: "call channel: " + err.Error()}
 		}
-		if m.Kind != protocol.KindResponse {
-			continue
-		}
-		if m.ID == id {
+		if m.Kind == protocol.KindResponse && m.ID == id {
 			if m.Error != nil {
 				return nil, m.Error
 			}
 			return m.Body, nil
 		}
-		if w.unanswered > 0 {
-			w.unanswered--
-			if m.Error != nil && w.laterErr == nil {
-				w.laterErr = m.Error
-			}
-		}
 	}
+}
+
+// tell sends the supervisor a request that gets no answer; it serves it
+// before anything the worker sends after.
+func (w *worker) tell(method string, params any) error {
+	if err := w.calls.Notify(method, params); err != nil {
+		return &protocol.Error{Code: protocol.CodeClosed, Msg: "call channel: " + err.Error()}
+	}
+	return nil
 }
 
 // runningCall is the call in progress on the call channel.
