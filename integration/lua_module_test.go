@@ -683,3 +683,80 @@ func TestLuaBlockedGetWokenByInterpreter(t *testing.T) {
 	}
 	wantEqual(t, "what the waiter got", v, map[string]any{"hello": "sibling"})
 }
+
+// TestLuaGettersRaceTimeouts: interpreters wait in q:get with timeouts so
+// short that puts and timeouts keep meeting, while the host puts items at
+// an uneven pace; every item is taken exactly once, by a Lua get or by the
+// host draining the queue at the end.
+func TestLuaGettersRaceTimeouts(t *testing.T) {
+	t.Parallel()
+	rt := newRuntime(t)
+	q := qNew(t, rt, 0)
+	const getters, items = 4, 600
+	type result struct {
+		got []int64
+		err error
+	}
+	results := make(chan result, getters)
+	stop, err := rt.CreateQueue(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for g := 0; g < getters; g++ {
+		it := luaInterp(t, rt)
+		go func() {
+			res, err := it.Call(`function(q, stop)
+				local got = {}
+				while stop:empty() do
+					local ok, v = pcall(q.get, q, {timeout = 0.0005})
+					if ok then
+						got[#got + 1] = v
+					elseif type(v) ~= "table" or v.type ~= "QueueEmpty" then
+						error(v)
+					end
+				end
+				return got
+			end`, q, stop)
+			r := result{err: err}
+			if list, ok := res.([]any); ok {
+				for _, v := range list {
+					r.got = append(r.got, v.(int64))
+				}
+			}
+			results <- r
+		}()
+	}
+	for i := 0; i < items; i++ {
+		qPut(t, q, int64(i))
+		if i%7 == 0 {
+			time.Sleep(time.Duration(i%5) * 200 * time.Microsecond)
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+	qPut(t, stop, true)
+	seen := make(map[int64]int)
+	for g := 0; g < getters; g++ {
+		r := <-results
+		if r.err != nil {
+			t.Fatalf("a getter failed: %v", r.err)
+		}
+		for _, v := range r.got {
+			seen[v]++
+		}
+	}
+	for {
+		v, err := q.GetNowait()
+		if err != nil {
+			break
+		}
+		seen[v.(int64)]++
+	}
+	for i := int64(0); i < items; i++ {
+		if seen[i] != 1 {
+			t.Errorf("item %d was taken %d times", i, seen[i])
+		}
+	}
+	if len(seen) != items {
+		t.Errorf("%d distinct items taken, want %d", len(seen), items)
+	}
+}

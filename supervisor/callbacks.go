@@ -57,7 +57,11 @@ func (s *Supervisor) callbacks(from int64) map[string]protocol.Handler {
 			}
 			ctx, cancel := withTimeout(ctx, p.TimeoutNs)
 			defer cancel()
-			item, err := s.queueGet(ctx, p.ID, p.Block, from)
+			var answer func([]byte) bool
+			if respond, ok := ctx.Value(respondKey{}).(func(any) bool); ok {
+				answer = func(data []byte) bool { return respond(&protocol.QueueGetResult{Value: data}) }
+			}
+			item, err := s.queueGet(ctx, p.ID, p.Block, from, answer)
 			if err != nil {
 				return nil, err
 			}

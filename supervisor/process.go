@@ -3,6 +3,7 @@ package supervisor
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -195,6 +196,9 @@ func (p *process) roundTrip(ctx context.Context, deadline time.Time, id uint32, 
 			}
 		case m.Kind == protocol.KindRequest:
 			res, rerr := p.serve(ctx, deadline, m)
+			if errors.Is(rerr, errAnswered) {
+				continue
+			}
 			if err := p.calls.Respond(m.ID, protocol.AsError(rerr), res); err != nil {
 				return nil, &protocol.Error{Code: protocol.CodeClosed, Msg: "worker call channel: " + err.Error()}
 			}
@@ -232,8 +236,21 @@ func (p *process) serve(ctx context.Context, deadline time.Time, m *protocol.Mes
 	defer cancel()
 	stop := context.AfterFunc(p.life, cancel)
 	defer stop()
+	if m.Kind == protocol.KindRequest {
+		// A handler that waits may have its answer written by whoever ends
+		// the wait, and then returns errAnswered.
+		id := m.ID
+		ctx = context.WithValue(ctx, respondKey{}, func(result any) bool {
+			return p.calls.Respond(id, nil, result) == nil
+		})
+	}
 	return handle(ctx, m.Body)
 }
+
+// respondKey is the context key of the function that answers the request
+// being served: func(result any) bool, false when the answer could not be
+// written.
+type respondKey struct{}
 
 // pid is the worker's process id.
 func (p *process) pid() int { return p.runner.pid() }

@@ -2,9 +2,12 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/subinterp/subinterp/protocol"
 )
@@ -31,6 +34,17 @@ type queue struct {
 	items     []qitem
 	destroyed bool
 	changed   chan struct{} // closed and replaced on every change: wakes blocked getters and putters
+	parked    []*parkedGet  // workers' gets waiting while items is empty, oldest first
+}
+
+// parkedGet is a worker's blocked get. The next put answers it itself,
+// writing the item to the worker, so the item does not wait for the
+// goroutine serving the get to be woken and scheduled first.
+type parkedGet struct {
+	by     int64
+	answer func(data []byte) bool // writes the item to the worker; false when it could not
+	taken  atomic.Bool            // claimed, by a put or by the get giving up
+	done   chan struct{}          // closed once a put has answered
 }
 
 type qitem struct {
@@ -304,6 +318,25 @@ func (s *Supervisor) QueuePut(ctx context.Context, id int64, data []byte, from i
 			s.releaseRefs(refs)
 			return queueNotFound(id)
 		}
+		if pg := q.claimParked(); pg != nil {
+			q.mu.Unlock()
+			s.deliver(pg.by, data)
+			ok := pg.answer(data)
+			close(pg.done)
+			if ok {
+				s.releaseRefs(refs)
+				return nil
+			}
+			// Its worker is gone: the item goes first in line instead.
+			q.mu.Lock()
+			if mode == 0 {
+				mode = q.unbound
+			}
+			q.items = append([]qitem{{data: data, refs: refs, from: from, mode: mode}}, q.items...)
+			q.signal()
+			q.mu.Unlock()
+			return nil
+		}
 		if q.maxsize <= 0 || len(q.items) < q.maxsize {
 			if mode == 0 {
 				mode = q.unbound
@@ -333,12 +366,35 @@ func (s *Supervisor) QueuePut(ctx context.Context, id int64, data []byte, from i
 	}
 }
 
+// claimParked takes the oldest parked get still waiting. q.mu is held.
+func (q *queue) claimParked() *parkedGet {
+	for len(q.parked) > 0 {
+		pg := q.parked[0]
+		q.parked[0] = nil
+		q.parked = q.parked[1:]
+		if pg.taken.CompareAndSwap(false, true) {
+			return pg
+		}
+	}
+	return nil
+}
+
+// unpark removes pg, which its get has claimed back. q.mu is held.
+func (q *queue) unpark(pg *parkedGet) {
+	for i, p := range q.parked {
+		if p == pg {
+			q.parked = slices.Delete(q.parked, i, i+1)
+			return
+		}
+	}
+}
+
 // QueueGet removes and returns the oldest item. With block it waits while
 // the queue is empty until ctx ends, then fails with CodeQueueEmpty, as it
 // does at once without block. The queues inside the item are retained once
 // each for the host (see Deliver).
 func (s *Supervisor) QueueGet(ctx context.Context, id int64, block bool) (QueueItem, error) {
-	return s.queueGet(ctx, id, block, 0)
+	return s.queueGet(ctx, id, block, 0, nil)
 }
 
 // deliver hands the queues inside the msgpack value b to their receiver:
@@ -362,7 +418,10 @@ func (s *Supervisor) deliver(to int64, b []byte) {
 	}
 }
 
-func (s *Supervisor) queueGet(ctx context.Context, id int64, block bool, by int64) (QueueItem, error) {
+// queueGet is QueueGet for interpreter by (0: the host). A worker's get
+// (answer set) that must wait parks on the queue, and the put that ends the
+// wait answers it through answer; queueGet then returns errAnswered.
+func (s *Supervisor) queueGet(ctx context.Context, id int64, block bool, by int64, answer func([]byte) bool) (QueueItem, error) {
 	q, err := s.queue(id)
 	if err != nil {
 		return QueueItem{}, err
@@ -392,21 +451,57 @@ func (s *Supervisor) queueGet(ctx context.Context, id int64, block bool, by int6
 			return QueueItem{Unbound: true}, nil
 		}
 		wait := q.changed
-		q.mu.Unlock()
 		if !block {
+			q.mu.Unlock()
 			return QueueItem{}, protocol.Errorf(protocol.CodeQueueEmpty, "queue %d is empty", id)
 		}
+		var pg *parkedGet
+		var answered chan struct{} // nil unless parked: a nil channel never receives
+		if answer != nil {
+			pg = &parkedGet{by: by, answer: answer, done: make(chan struct{})}
+			q.parked = append(q.parked, pg)
+			answered = pg.done
+		}
+		q.mu.Unlock()
 		select {
+		case <-answered:
+			return QueueItem{}, errAnswered
 		case <-wait:
 			// An item and the end of ctx can come together: a getter that
 			// gave up (or whose worker died) leaves the item to the living.
+			if !s.unparkGet(q, pg) {
+				<-pg.done
+				return QueueItem{}, errAnswered
+			}
 			if ctx.Err() == nil {
 				continue
 			}
 		case <-ctx.Done():
+			if !s.unparkGet(q, pg) {
+				<-pg.done
+				return QueueItem{}, errAnswered
+			}
 		}
 		return QueueItem{}, &protocol.Error{Code: protocol.CodeQueueEmpty, Msg: fmt.Sprintf("queue %d is empty", id), Cause: protocol.AsError(ctx.Err()).Code}
 	}
+}
+
+// errAnswered reports that a put has answered a parked get itself.
+var errAnswered = errors.New("supervisor: answered by a put")
+
+// unparkGet claims pg back for its get, which stops waiting; false when a
+// put has claimed it first and is answering it. A nil pg was never parked.
+func (s *Supervisor) unparkGet(q *queue, pg *parkedGet) bool {
+	if pg == nil {
+		return true
+	}
+	if !pg.taken.CompareAndSwap(false, true) {
+		return false
+	}
+	q.mu.Lock()
+	q.unpark(pg)
+	q.mu.Unlock()
+	return true
 }
 
 // unbindItems applies each item's unbound mode to those interpreter id put:
