@@ -1,9 +1,10 @@
 // Package supervisor is the host side of subinterp. It spawns one worker
-// process per interpreter through hashicorp/go-plugin, hands each a
-// socketpair for the msgpack session, and owns everything that must outlive
-// a single call: interpreter IDs and running state, cancellation with a
-// kill after a grace period, crash detection with exit status and stderr,
-// and reaping. It knows nothing of the CLI or of the public API's types:
+// process per interpreter through hashicorp/go-plugin, hands each two
+// socketpairs (the msgpack session, and the call channel that carries one
+// call at a time with the worker's own requests), and owns everything that
+// must outlive a single call: interpreter IDs and running state,
+// cancellation with a kill after a grace period, crash detection with exit
+// status and stderr, and reaping. It knows nothing of the CLI or of the public API's types:
 // values cross it as raw msgpack produced by the protocol package.
 //
 // Lifecycle of an interpreter: Create spawns and handshakes the worker

@@ -8,6 +8,8 @@
 // in its environment. This package's init function recognises that and runs
 // the worker instead of the host's main, which is why importing subinterp
 // needs no setup. The worker serves the go-plugin handshake for its
-// lifecycle and the msgpack session on the socketpair it inherits as fd 3;
-// when that session ends, the supervisor is gone and the worker exits.
+// lifecycle, the msgpack session on the socketpair it inherits as fd 3
+// (cancellation and stats), and the call channel on fd 4 (calls, and the
+// Lua module's requests to the supervisor while one runs); when the session
+// ends, the supervisor is gone and the worker exits.
 package worker
