@@ -2,6 +2,7 @@ package protocol_test
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -47,7 +48,7 @@ func TestHelloExchange(t *testing.T) {
 			if !errors.As(err, &e) || e.Code != protocol.CodeVersion {
 				t.Fatalf("ClientHello = %v, want the refusal", err)
 			}
-			if !strings.Contains(e.Msg, "version 7") || !strings.Contains(e.Msg, "version 1") {
+			if !strings.Contains(e.Msg, "version 7") || !strings.Contains(e.Msg, fmt.Sprintf("version %d", protocol.Version)) {
 				t.Errorf("mismatch message %q should name both versions", e.Msg)
 			}
 		})
