@@ -32,7 +32,8 @@ type process struct {
 	// callsFile is the call channel's socket. It stays blocking: the
 	// goroutine waiting for a call sleeps in read(2) and the kernel wakes
 	// its thread, where the poller would wake a thread of its own and hand
-	// over, and would wake too whenever the worker drains the socket.
+	// over, and would wake too whenever the worker drains the socket. A call
+	// in flight so holds a host thread; idle interpreters hold none.
 	callsFile *os.File
 	callID    uint32 // the last call's id; guarded like calls
 	stderr    *tailBuffer
