@@ -448,10 +448,7 @@ func (m *luaModule) createQueue(L *lua.LState) int {
 	}
 	var id int64
 	m.decode(L, m.request(L, protocol.MethodQueueCreate, &protocol.QueueCreateParams{MaxSize: maxsize, Unbound: mode}), &id)
-	ud := m.queue(id)
-	h := ud.(*lua.LUserData).Value.(*queueHandle)
-	h.maxsize, h.known = maxsize, true
-	L.Push(ud)
+	L.Push(m.queueOf(id, maxsize))
 	return 1
 }
 
@@ -468,11 +465,16 @@ func (m *luaModule) queueInfo(L *lua.LState, id int64) protocol.QueueInfo {
 func (m *luaModule) lookupQueue(L *lua.LState) int {
 	id := m.checkID(L, 1)
 	info := m.queueInfo(L, id) // raises QueueNotFoundError
+	L.Push(m.queueOf(id, info.MaxSize))
+	return 1
+}
+
+// queueOf is m.queue(id) for a queue whose maxsize is known.
+func (m *luaModule) queueOf(id int64, maxsize int) lua.LValue {
 	ud := m.queue(id)
 	h := ud.(*lua.LUserData).Value.(*queueHandle)
-	h.maxsize, h.known = info.MaxSize, true
-	L.Push(ud)
-	return 1
+	h.maxsize, h.known = maxsize, true
+	return ud
 }
 
 // maxsize is h's maxsize, asked of the supervisor the first time.
