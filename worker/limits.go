@@ -9,8 +9,9 @@ import (
 	"runtime/metrics"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/subinterp/subinterp/protocol"
 )
@@ -37,7 +38,7 @@ func applyProcessLimits(cfg protocol.WorkerConfig) {
 		// The soft limit is the watch's; the kernel's comes a second later,
 		// for a worker stuck where the watch cannot stop it.
 		secs := uint64((time.Duration(cfg.CPUTotalNs) + 2*time.Second - 1) / time.Second)
-		_ = syscall.Setrlimit(syscall.RLIMIT_CPU, &syscall.Rlimit{Cur: secs, Max: secs + 1})
+		_ = unix.Setrlimit(unix.RLIMIT_CPU, &unix.Rlimit{Cur: secs, Max: secs + 1})
 	}
 	if cfg.MemoryLimit <= 0 {
 		return
@@ -50,7 +51,7 @@ func applyProcessLimits(cfg protocol.WorkerConfig) {
 	// than it touches: the limit is what is reserved now plus the budget.
 	if vm := virtualBytes(); vm > 0 {
 		limit := uint64(vm) + uint64(cfg.MemoryLimit)*2 + hardMemorySlack
-		_ = syscall.Setrlimit(syscall.RLIMIT_AS, &syscall.Rlimit{Cur: limit, Max: limit})
+		_ = unix.Setrlimit(unix.RLIMIT_AS, &unix.Rlimit{Cur: limit, Max: limit})
 	}
 }
 
