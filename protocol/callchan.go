@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"io"
 	"sync"
+	"syscall"
 )
 
 // CallConn is one end of a call channel: frames of the session's message
@@ -75,5 +76,14 @@ func (c *CallConn) write(fe *frameEncoder) error {
 	return err
 }
 
-// Close closes the channel.
-func (c *CallConn) Close() error { return c.rw.Close() }
+// Close closes the channel. Closing a blocking socket's descriptor does not
+// end a read in progress on it, so a socket is shut down first: the reader
+// returns at once.
+func (c *CallConn) Close() error {
+	if sc, ok := c.rw.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			_ = rc.Control(func(fd uintptr) { _ = syscall.Shutdown(int(fd), syscall.SHUT_RDWR) })
+		}
+	}
+	return c.rw.Close()
+}

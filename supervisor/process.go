@@ -28,15 +28,15 @@ type process struct {
 	client *plugin.Client
 	runner *workerRunner
 	peer   *protocol.Peer
-	calls  *protocol.CallConn // exclusive to the interpreter's running call
-	// callsFile is the call channel's socket. It stays blocking: the
-	// goroutine waiting for a call sleeps in read(2) and the kernel wakes
-	// its thread, where the poller would wake a thread of its own and hand
-	// over, and would wake too whenever the worker drains the socket. A call
-	// in flight so holds a host thread; idle interpreters hold none.
-	callsFile *os.File
-	callID    uint32 // the last call's id; guarded like calls
-	stderr    *tailBuffer
+	// calls is exclusive to the interpreter's running call. Its socket
+	// stays blocking: the goroutine waiting for a call sleeps in read(2) and
+	// the kernel wakes its thread, where the poller would wake a thread of
+	// its own and hand over, and would wake too whenever the worker drains
+	// the socket. A call in flight so holds a host thread; idle interpreters
+	// hold none.
+	calls  *protocol.CallConn
+	callID uint32 // the last call's id; guarded like calls
+	stderr *tailBuffer
 
 	// handlers are the callbacks of the interpreter the worker serves; a
 	// spare has none until it is claimed.
@@ -142,7 +142,6 @@ func (s *Supervisor) startProcess(wcfg protocol.WorkerConfig) (*process, error) 
 		p.client.Kill()
 		return nil, fmt.Errorf("worker session: %w", err)
 	}
-	p.callsFile = hostCalls
 	p.calls = protocol.NewCallConn(hostCalls)
 	p.peer = protocol.NewPeer(conn, protocol.PeerConfig{})
 	started = true
@@ -265,12 +264,7 @@ func (p *process) exited() <-chan struct{} { return p.runner.exited }
 func (p *process) stop() {
 	p.stopOnce.Do(func() {
 		_ = p.peer.Close()
-		// Closing a blocking socket waits for the read in progress; shutting
-		// it down ends that read at once.
-		if rc, err := p.callsFile.SyscallConn(); err == nil {
-			_ = rc.Control(func(fd uintptr) { _ = syscall.Shutdown(int(fd), syscall.SHUT_RDWR) })
-		}
-		_ = p.calls.Close()
+		_ = p.calls.Close() // ends a call's read in progress at once
 		select {
 		case <-p.exited():
 		case <-time.After(exitWait):
