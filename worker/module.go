@@ -257,22 +257,22 @@ func (m *luaModule) queue(id int64) lua.LValue {
 }
 
 func (m *luaModule) checkInterp(L *lua.LState, n int) *interpHandle {
-	if ud, ok := L.Get(n).(*lua.LUserData); ok {
-		if h, ok := ud.Value.(*interpHandle); ok {
-			return h
-		}
-	}
-	L.ArgError(n, "interpreter expected")
-	return nil
+	return checkHandle[interpHandle](L, n, "interpreter expected")
 }
 
 func (m *luaModule) checkQueue(L *lua.LState, n int) *queueHandle {
+	return checkHandle[queueHandle](L, n, "queue expected")
+}
+
+// checkHandle returns argument n as a handle of type H, or raises an
+// argument error saying what was expected.
+func checkHandle[H any](L *lua.LState, n int, expected string) *H {
 	if ud, ok := L.Get(n).(*lua.LUserData); ok {
-		if h, ok := ud.Value.(*queueHandle); ok {
+		if h, ok := ud.Value.(*H); ok {
 			return h
 		}
 	}
-	L.ArgError(n, "queue expected")
+	L.ArgError(n, expected)
 	return nil
 }
 
