@@ -113,17 +113,24 @@ func (vm *VM) basePCall(L *lua.LState) int {
 		return 2
 	}
 	if _, err := vm.protect(L, L.GetTop()-1, lua.MultRet, nil, false); err != nil {
-		obj := errorObject(err)
-		if soft := vm.recoverSoft(L); soft != nil {
-			obj = soft
-		}
-		checkInterrupt(L)
-		L.Push(lua.LFalse)
-		L.Push(obj)
-		return 2
+		return vm.caught(L, err)
 	}
 	L.Insert(lua.LTrue, 1)
 	return L.GetTop()
+}
+
+// caught pushes what pcall and xpcall return for a caught error, false and
+// the error object (a soft limit's own error when one was raised), unless
+// the call is being interrupted, which no pcall may catch.
+func (vm *VM) caught(L *lua.LState, err error) int {
+	obj := errorObject(err)
+	if soft := vm.recoverSoft(L); soft != nil {
+		obj = soft
+	}
+	checkInterrupt(L)
+	L.Push(lua.LFalse)
+	L.Push(obj)
+	return 2
 }
 
 // baseXPCall replaces xpcall. Arguments after the handler are passed to
@@ -137,14 +144,7 @@ func (vm *VM) baseXPCall(L *lua.LState) int {
 		L.Push(L.Get(i))
 	}
 	if _, err := vm.protect(L, top-2, lua.MultRet, handler, false); err != nil {
-		obj := errorObject(err)
-		if soft := vm.recoverSoft(L); soft != nil {
-			obj = soft
-		}
-		checkInterrupt(L)
-		L.Push(lua.LFalse)
-		L.Push(obj)
-		return 2
+		return vm.caught(L, err)
 	}
 	L.Insert(lua.LTrue, top+1)
 	return L.GetTop() - top
