@@ -97,6 +97,24 @@ func BenchmarkBusy8(b *testing.B) {
 		}
 		busy(b, callers, func(k, i int) error { _, err := conns[k].Echo(int64(i)); return err })
 	})
+	// The floor again, with a server process per caller as subinterp has
+	// a worker per interpreter: what the same 8 round trips cost once they
+	// are spread over 8 processes.
+	b.Run("floor-raw-unix-msgpack-8-processes", func(b *testing.B) {
+		conns := make([]*baseline.RawConn, callers)
+		for k := range conns {
+			raw, err := baseline.StartRaw()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer raw.Close()
+			if conns[k], err = raw.Conn(); err != nil {
+				b.Fatal(err)
+			}
+			defer conns[k].Close()
+		}
+		busy(b, callers, func(k, i int) error { _, err := conns[k].Echo(int64(i)); return err })
+	})
 	b.Run("subinterp-call", func(b *testing.B) {
 		rt := interpreters.New()
 		defer rt.Close()
