@@ -101,18 +101,7 @@ func BenchmarkBusy8(b *testing.B) {
 	// a worker per interpreter: what the same 8 round trips cost once they
 	// are spread over 8 processes.
 	b.Run("floor-raw-unix-msgpack-8-processes", func(b *testing.B) {
-		conns := make([]*baseline.RawConn, callers)
-		for k := range conns {
-			raw, err := baseline.StartRaw()
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer raw.Close()
-			if conns[k], err = raw.Conn(); err != nil {
-				b.Fatal(err)
-			}
-			defer conns[k].Close()
-		}
+		conns := rawServers(b, callers)
 		busy(b, callers, func(k, i int) error { _, err := conns[k].Echo(int64(i)); return err })
 	})
 	b.Run("subinterp-call", func(b *testing.B) {
@@ -128,6 +117,24 @@ func BenchmarkBusy8(b *testing.B) {
 		}
 		busy(b, callers, func(k, i int) error { _, err := interps[k].Call("tostring", i); return err })
 	})
+}
+
+// rawServers starts n raw echo servers, a process each, and returns a
+// connection to each; they end when b does.
+func rawServers(b *testing.B, n int) []*baseline.RawConn {
+	conns := make([]*baseline.RawConn, n)
+	for k := range conns {
+		raw, err := baseline.StartRaw()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = raw.Close() })
+		if conns[k], err = raw.Conn(); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = conns[k].Close() })
+	}
+	return conns
 }
 
 // busy runs b.N ops split among callers goroutines, op(k, i) for caller k.

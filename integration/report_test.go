@@ -154,20 +154,7 @@ func throughput(b *testing.B, raw *baseline.Raw, rt *interpreters.Runtime, round
 		defer c.Close()
 		conns[i] = c
 	}
-	spreadConns := make([]*baseline.RawConn, callers)
-	for i := range spreadConns {
-		server, err := baseline.StartRaw()
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer server.Close()
-		c, err := server.Conn()
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer c.Close()
-		spreadConns[i] = c
-	}
+	spreadConns := rawServers(b, callers)
 	run := func(op func(k, i int) error) float64 {
 		var wg sync.WaitGroup
 		start := time.Now()
