@@ -301,7 +301,7 @@ func (c *conn) handlers() map[string]protocol.Handler {
 			}
 			ctx, cancel := withTimeout(ctx, p.TimeoutNs)
 			defer cancel()
-			return nil, sup.QueuePut(ctx, p.ID, p.Value, 0, p.Unbound, p.Block)
+			return nil, sup.QueuePut(ctx, p.ID, p.Item(), 0, p.Unbound, p.Block)
 		},
 		protocol.ControlQueueGet: func(ctx context.Context, body []byte) (any, error) {
 			var p protocol.QueueGetParams

@@ -384,6 +384,22 @@ func contractQueues(t *testing.T, rt *interpreters.Runtime) {
 	wantEqual(t, "first Get error", err, nil)
 	v, _ = q.Get()
 	wantEqual(t, "second item", v, map[string]any{"k": []any{int64(1), 2.5}})
+	// nil and empty maps come out in the normalised form too.
+	for _, c := range []struct {
+		name      string
+		put, want any
+	}{
+		{"nil", nil, nil},
+		{"an empty map", map[string]any{}, []any{}},
+		{"a map holding an empty map", map[string]any{"e": map[string]any{}}, map[string]any{"e": []any{}}},
+	} {
+		if err := q.Put(c.put); err != nil {
+			t.Fatalf("Put of %s: %v", c.name, err)
+		}
+		v, err := q.Get()
+		wantEqual(t, "Get of "+c.name, v, c.want)
+		wantEqual(t, "its error", err, nil)
+	}
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
 	_, err = q.GetContext(ctx)
@@ -404,13 +420,20 @@ func contractQueuesAcross(t *testing.T, rt *interpreters.Runtime) {
 	if err := a.PrepareMain(map[string]any{"q": q}); err != nil {
 		t.Fatalf("PrepareMain with a queue: %v", err)
 	}
-	mustExec(t, a, `q:put("from a") q:put({n = 1})`)
+	mustExec(t, a, `q:put("from a") q:put({n = 1}) q:put(nil)`)
 	if got := mustCall(t, b, "function(q) return q:get() end", q); got != "from a" {
 		t.Errorf("b got %v", got)
 	}
 	v, err := q.Get()
 	wantEqual(t, "host get of an item from Lua", v, map[string]any{"n": int64(1)})
 	wantEqual(t, "its error", err, nil)
+	v, err = q.Get()
+	wantEqual(t, "host get of a nil from Lua", v, nil)
+	wantEqual(t, "its error", err, nil)
+	if err := q.Put(nil); err != nil {
+		t.Fatal(err)
+	}
+	wantEqual(t, "Lua get of the host's nil", mustCall(t, b, "function(q) local v = q:get() return v == nil end", q), true)
 	// A queue made in Lua comes out as the runtime's one handle.
 	q2, ok := mustCall(t, a, `function() local i = require("interpreters") made = i.create_queue(0) return made end`).(*interpreters.Queue)
 	if !ok {

@@ -468,7 +468,10 @@ func (r *remoteBackend) QueueGet(ctx context.Context, id int64, block bool) (sup
 	if err := r.do(ctx, protocol.ControlQueueGet, &protocol.QueueGetParams{ID: id, Block: block, TimeoutNs: timeoutNs(ctx)}, &res); err != nil {
 		return supervisor.QueueItem{}, err
 	}
-	return supervisor.QueueItem{Data: res.Value, Unbound: res.Unbound}, nil
+	if res.Unbound {
+		return supervisor.QueueItem{Unbound: true}, nil
+	}
+	return supervisor.QueueItem{Data: res.Item()}, nil
 }
 
 func (r *remoteBackend) DescribeQueues(ctx context.Context) ([]QueueInfo, error) {

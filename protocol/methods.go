@@ -141,6 +141,9 @@ type QueuePutParams struct {
 	TimeoutNs int64
 }
 
+// Item is the msgpack value to put.
+func (p *QueuePutParams) Item() []byte { return rawValue(p.Value) }
+
 // QueueGetParams takes one item, blocking as QueuePutParams does.
 type QueueGetParams struct {
 	_msgpack  struct{} `msgpack:",as_array"`
@@ -154,6 +157,19 @@ type QueueGetResult struct {
 	_msgpack struct{} `msgpack:",as_array"`
 	Unbound  bool
 	Value    msgpack.RawMessage
+}
+
+// Item is the msgpack value taken; meaningless when Unbound.
+func (r *QueueGetResult) Item() []byte { return rawValue(r.Value) }
+
+// rawValue is the value a decoded RawMessage field carried. msgpack decodes
+// a nil value into an empty RawMessage, without calling its decoder, so an
+// empty one stands for nil.
+func rawValue(m msgpack.RawMessage) []byte {
+	if len(m) == 0 {
+		return []byte{0xc0}
+	}
+	return m
 }
 
 // InterpExecParams runs a chunk in another interpreter.

@@ -237,7 +237,8 @@ func (c *Codec) encodeReflect(enc *msgpack.Encoder, rv reflect.Value, t Tier, de
 
 // Unmarshal decodes one value from b into its normalised Go form: nil,
 // bool, int64 (for every integral number within ±MaxSafeInt), float64,
-// string (str and bin alike), []any, map[string]any and queue handles.
+// string (str and bin alike), []any, map[string]any and queue handles. An
+// empty map comes out as an empty []any, as an empty Lua table does.
 func (c *Codec) Unmarshal(b []byte) (any, error) {
 	if err := wellFormed(b); err != nil {
 		return nil, err
@@ -318,6 +319,10 @@ func (c *Codec) decode(dec *msgpack.Decoder, depth int) (any, error) {
 		n, err := dec.DecodeMapLen()
 		if err != nil {
 			return nil, malformed("map: %v", err)
+		}
+		if n == 0 {
+			// An empty map is an empty table, whose one Go form is [].
+			return []any{}, nil
 		}
 		m := make(map[string]any, min(n, 1024))
 		for i := 0; i < n; i++ {

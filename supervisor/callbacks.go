@@ -42,13 +42,9 @@ func (s *Supervisor) callbacks(from int64) map[string]protocol.Handler {
 			if err := decodeParams(body, &p); err != nil {
 				return nil, err
 			}
-			if len(p.Value) == 0 {
-				// msgpack decodes a nil value into an empty RawMessage.
-				p.Value = msgpackNil
-			}
 			ctx, cancel := withTimeout(ctx, p.TimeoutNs)
 			defer cancel()
-			return nil, s.QueuePut(ctx, p.ID, p.Value, from, p.Unbound, p.Block)
+			return nil, s.QueuePut(ctx, p.ID, p.Item(), from, p.Unbound, p.Block)
 		},
 		protocol.MethodQueueGet: func(ctx context.Context, body []byte) (any, error) {
 			var p protocol.QueueGetParams
@@ -161,9 +157,6 @@ func decodeParams(body []byte, v any) error {
 	}
 	return nil
 }
-
-// msgpackNil is the msgpack encoding of nil.
-var msgpackNil = []byte{0xc0}
 
 func withTimeout(ctx context.Context, ns int64) (context.Context, context.CancelFunc) {
 	if ns > 0 {

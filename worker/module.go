@@ -540,12 +540,7 @@ func (m *luaModule) queueGet(L *lua.LState, block bool) int {
 		L.Push(m.modes[protocol.UnboundReplace])
 		return 1
 	}
-	if len(res.Value) == 0 {
-		// msgpack decodes a nil item into an empty RawMessage.
-		L.Push(lua.LNil)
-		return 1
-	}
-	v, err := m.codec().Unmarshal(L, res.Value)
+	v, err := m.codec().Unmarshal(L, res.Item())
 	if err != nil {
 		m.raise(L, err)
 	}
