@@ -436,6 +436,8 @@ func TestPoolShutdownCancelPending(t *testing.T) {
 	wantErr(t, "Submit after Shutdown", err, interpreters.ErrPoolShutdown)
 	_, err = p.Submit("this is not even checked")
 	wantErr(t, "a second Submit after Shutdown", err, interpreters.ErrPoolShutdown)
+	_, err = p.Submit("tostring", func() {})
+	wantErr(t, "a Submit after Shutdown with an argument that cannot be shared", err, interpreters.ErrPoolShutdown)
 
 	poolRelease(t, release, "finished")
 	v, err := poolResult(t, running)

@@ -122,6 +122,12 @@ func (rt *Runtime) NewPool(opts PoolOptions) (*Pool, error) {
 
 // Submit schedules a call of fn with args on a worker.
 func (p *Pool) Submit(fn string, args ...any) (*Future, error) {
+	p.mu.Lock()
+	shutdown := p.shutdown
+	p.mu.Unlock()
+	if shutdown {
+		return nil, errPoolShutdown()
+	}
 	// Arguments are checked now, so an unshareable one fails here and not
 	// in a worker.
 	if _, err := p.rt.codec.MarshalList(args, protocol.Fallback); err != nil {
@@ -133,12 +139,16 @@ func (p *Pool) Submit(fn string, args ...any) (*Future, error) {
 	defer p.mu.Unlock()
 	if p.shutdown {
 		cancel()
-		return nil, errorf(ErrPoolShutdown, "cannot submit to a pool that is shut down")
+		return nil, errPoolShutdown()
 	}
 	p.pending = append(p.pending, f)
 	p.signal()
 	p.grow()
 	return f, nil
+}
+
+func errPoolShutdown() error {
+	return errorf(ErrPoolShutdown, "cannot submit to a pool that is shut down")
 }
 
 // Map submits fn once per item, with the item as its only argument, and
