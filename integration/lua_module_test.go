@@ -247,6 +247,30 @@ func TestLuaInterpreterIDs(t *testing.T) {
 		interpreters.Tuple{other.ID(), "_interpreters module"})
 }
 
+// TestLuaArgumentTypes: a handle method given the wrong kind of argument,
+// or called with a dot instead of a colon, raises a typed TypeError, as
+// CPython raises TypeError, never a bare string.
+func TestLuaArgumentTypes(t *testing.T) {
+	t.Parallel()
+	rt := newRuntime(t)
+	it := luaInterp(t, rt)
+	mustExec(t, it, `other = interpreters.create() q = interpreters.create_queue(0)`)
+	for _, c := range []struct{ name, src string }{
+		{"exec of a table", `other:exec({})`},
+		{"exec of a number", `other:exec(42)`},
+		{"call of a function value", `other:call(function() end)`},
+		{"call with no function", `other:call()`},
+		{"prepare_main of a string", `other:prepare_main("x")`},
+		{"a method called with a dot", `other.exec("x = 1")`},
+		{"an interpreter method on a queue", `other.is_running(q)`},
+		{"a queue method called with a dot", `q.put(1)`},
+		{"a queue method on an interpreter", `q.get(other)`},
+	} {
+		wantLuaErr(t, it, c.name, "function() "+c.src+" end", "TypeError", "")
+	}
+	wantEqual(t, "a key that is no name", mustCall(t, it, "function() return other[1] == nil and q[true] == nil end"), true)
+}
+
 // TestLuaCloseSibling follows TestInterpreterClose.test_from_sibling.
 func TestLuaCloseSibling(t *testing.T) {
 	t.Parallel()

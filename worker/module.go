@@ -128,7 +128,7 @@ func handleMeta(L *lua.LState, kind string, methods *lua.LTable, id func(L *lua.
 	mt := L.NewTable()
 	mt.RawSetString("__index", L.NewFunction(func(L *lua.LState) int {
 		n := id(L)
-		if L.CheckString(2) == "id" {
+		if k, ok := L.Get(2).(lua.LString); ok && k == "id" {
 			L.Push(lua.LNumber(n))
 			return 1
 		}
@@ -257,23 +257,34 @@ func (m *luaModule) queue(id int64) lua.LValue {
 }
 
 func (m *luaModule) checkInterp(L *lua.LState, n int) *interpHandle {
-	return checkHandle[interpHandle](L, n, "interpreter expected")
+	return checkHandle[interpHandle](m, L, n, "an interpreter")
 }
 
 func (m *luaModule) checkQueue(L *lua.LState, n int) *queueHandle {
-	return checkHandle[queueHandle](L, n, "queue expected")
+	return checkHandle[queueHandle](m, L, n, "a queue")
 }
 
-// checkHandle returns argument n as a handle of type H, or raises an
-// argument error saying what was expected.
-func checkHandle[H any](L *lua.LState, n int, expected string) *H {
+// checkHandle returns argument n as a handle of type H, or raises a
+// TypeError saying what was expected: most often a method called with a
+// dot instead of a colon.
+func checkHandle[H any](m *luaModule, L *lua.LState, n int, expected string) *H {
 	if ud, ok := L.Get(n).(*lua.LUserData); ok {
 		if h, ok := ud.Value.(*H); ok {
 			return h
 		}
 	}
-	L.ArgError(n, expected)
+	m.raiseType(L, "TypeError", "argument #%d must be %s handle (call methods as h:method()), got %s", n, expected, L.Get(n).Type())
 	return nil
+}
+
+// checkString returns argument n, a string, or raises a TypeError naming
+// it what.
+func (m *luaModule) checkString(L *lua.LState, n int, what string) string {
+	s, ok := L.Get(n).(lua.LString)
+	if !ok {
+		m.raiseType(L, "TypeError", "%s must be a string, got %s", what, L.Get(n).Type())
+	}
+	return string(s)
 }
 
 func (m *luaModule) create(L *lua.LState) int {
@@ -334,14 +345,14 @@ func (m *luaModule) interpIsRunning(L *lua.LState) int {
 
 func (m *luaModule) interpExec(L *lua.LState) int {
 	h := m.checkInterp(L, 1)
-	src := L.CheckString(2)
+	src := m.checkString(L, 2, "the source")
 	m.request(L, protocol.MethodInterpExec, &protocol.InterpExecParams{ID: h.id, Source: src})
 	return 0
 }
 
 func (m *luaModule) interpCall(L *lua.LState) int {
 	h := m.checkInterp(L, 1)
-	fn := L.CheckString(2)
+	fn := m.checkString(L, 2, "the function expression")
 	args := make([]lua.LValue, 0, L.GetTop()-2)
 	for i := 3; i <= L.GetTop(); i++ {
 		args = append(args, L.Get(i))
@@ -364,7 +375,10 @@ func (m *luaModule) interpCall(L *lua.LState) int {
 
 func (m *luaModule) interpPrepareMain(L *lua.LState) int {
 	h := m.checkInterp(L, 1)
-	t := L.CheckTable(2)
+	t, ok := L.Get(2).(*lua.LTable)
+	if !ok {
+		m.raiseType(L, "TypeError", "the namespace must be a table, got %s", L.Get(2).Type())
+	}
 	codec := m.codec()
 	var bad error
 	t.ForEach(func(k, v lua.LValue) {
