@@ -176,6 +176,44 @@ func TestLimitsMemorySoft(t *testing.T) {
 	sib.check(t)
 }
 
+// TestLimitsMemoryShortCalls: a call too short for the running watch to
+// sample, that leaves the interpreter holding more than its limit, fails
+// with the MemoryError as it ends, and so do calls that add a little each
+// until they pass the limit together. A call that lets go of the memory
+// succeeds again.
+func TestLimitsMemoryShortCalls(t *testing.T) {
+	t.Parallel()
+	rt := newRuntime(t)
+	it := create(t, rt, interpreters.WithMemoryLimit(16<<20))
+	err := it.Exec(`big = string.rep("x", 40e6)`)
+	wantErr(t, "a 40 MB string kept under a 16 MiB limit", err, interpreters.ErrMemoryLimit)
+	wantEqual(t, "its Type", execFailed(t, "the kept string", err).Type, "MemoryError")
+	// The watch may have stopped the Exec before the string was kept (a
+	// slow machine, -race); if it was kept, every call fails while it is.
+	held, err := it.Call("function() return big ~= nil end")
+	if err == nil && held != false {
+		t.Errorf("a call while the string is held returned %v with no error", held)
+	} else if err != nil {
+		wantErr(t, "a call while the string is still held", err, interpreters.ErrMemoryLimit)
+	}
+	mustExec(t, it, "big = nil")
+
+	var calls int
+	for calls = 1; calls <= 100; calls++ {
+		_, err = it.Call(`function() chunks = chunks or {} chunks[#chunks + 1] = string.rep("y", 1e6) .. #chunks end`)
+		if err != nil {
+			break
+		}
+	}
+	t.Logf("the MemoryError came at call %d: %v", calls, err)
+	wantErr(t, "1 MB more on each call", err, interpreters.ErrMemoryLimit)
+	if calls < 8 || calls > 17 {
+		t.Errorf("the limit of 16 MiB was reported at the %d-th 1 MB chunk", calls)
+	}
+	mustExec(t, it, "chunks = nil")
+	wantEqual(t, "a call after letting go", mustCall(t, it, "function() return 1 end"), int64(1))
+}
+
 // TestLimitsMemoryHard: an allocation no interrupt can stop grows the worker
 // to the kernel's limit; the call fails with a *WorkerExitError matching
 // ErrMemoryLimit and the interpreter is gone.

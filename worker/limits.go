@@ -87,6 +87,23 @@ func memoryError(limit int64) *protocol.Error {
 		Formatted: "MemoryError: " + msg, Cause: protocol.CodeMemoryLimit}
 }
 
+// overMemoryLimit is the memory limit's error for a call that ends with
+// the interpreter holding more than its limit, nil otherwise. The watch
+// samples the heap only every watchInterval, so a call shorter than that
+// is checked as it ends; its result counts, being held at that point.
+func (w *worker) overMemoryLimit() error {
+	mem := w.cfg.MemoryLimit
+	if mem <= 0 || heapBytes() <= uint64(mem) {
+		return nil
+	}
+	// Only what a collection cannot free is over the limit.
+	runtime.GC()
+	if heapBytes() <= uint64(mem) {
+		return nil
+	}
+	return memoryError(mem)
+}
+
 func cpuError(limit time.Duration) *protocol.Error {
 	return protocol.Errorf(protocol.CodeCPULimit, "CPU time limit of %s per call exceeded", limit)
 }

@@ -254,7 +254,10 @@ func (w *worker) exec(ctx context.Context, body []byte) (any, error) {
 		return nil, err
 	}
 	defer end()
-	return nil, w.vm.Exec(ctx, p.Source)
+	if err := w.vm.Exec(ctx, p.Source); err != nil {
+		return nil, err
+	}
+	return nil, w.overMemoryLimit()
 }
 
 func (w *worker) call(ctx context.Context, body []byte) (any, error) {
@@ -269,6 +272,9 @@ func (w *worker) call(ctx context.Context, body []byte) (any, error) {
 	defer end()
 	res, err := w.vm.Call(ctx, p.Fn, p.Args)
 	if err != nil {
+		return nil, err
+	}
+	if err := w.overMemoryLimit(); err != nil {
 		return nil, err
 	}
 	return msgpack.RawMessage(res), nil
