@@ -41,8 +41,10 @@ func WithStdout(w io.Writer) Option { return func(o *options) { o.stdout = w } }
 func WithStdlib() Option { return func(o *options) { o.stdlib = true } }
 
 // WithMemoryLimit limits the interpreter's memory. Past it, Lua raises a
-// MemoryError that pcall can catch; a worker that still grows is ended by
-// the kernel. Either way the error matches ErrMemoryLimit.
+// MemoryError that pcall can catch; a call that ends still holding more
+// than the limit fails with that MemoryError, and so does each later call
+// until the memory is let go; a worker that still grows is ended by the
+// kernel. Either way the error matches ErrMemoryLimit.
 func WithMemoryLimit(bytes int64) Option {
 	return func(o *options) { o.limits.MemoryBytes = bytes }
 }
