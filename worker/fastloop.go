@@ -87,7 +87,7 @@ type ifaceWords struct {
 }
 
 // fastLoop reports whether the start-up checks passed, so that interrupt
-// contexts run interruptLoop.
+// contexts run interruptLoop and the mirrors may be used (dropStaleFrames).
 var fastLoop bool
 
 // fixedStackTab is the interface table of a fixed call stack: a state whose
@@ -259,5 +259,26 @@ func interruptLoop(L *lua.LState, baseframe *luaFrame) {
 		if luaJumpTable[inst>>26](L, inst, baseframe) == 1 {
 			return
 		}
+	}
+}
+
+// dropStaleFrames clears the call frames above L's current one. gopher-lua
+// leaves a popped frame in place until a deeper call overwrites it, so
+// after a call returned or an error unwound, the functions its frames name
+// stay reachable, and with them whatever those reach: after a chain of
+// wrapped coroutines stopped by an error, every coroutine, each with a call
+// stack and registry of its own. A frame never used is zero, so the
+// clearing stops at the first such one.
+func dropStaleFrames(L *lua.LState) {
+	if !fastLoop {
+		return
+	}
+	ls := (*luaState)(unsafe.Pointer(L))
+	if ls.stack.tab != fixedStackTab {
+		return
+	}
+	st := (*fixedFrameStack)(ls.stack.data)
+	for i := st.sp; i < len(st.array) && st.array[i].Fn != nil; i++ {
+		st.array[i] = luaFrame{}
 	}
 }

@@ -193,9 +193,16 @@ func (vm *VM) coWrap(L *lua.LState) int {
 
 // wrapAux is the function coroutine.wrap returns. Its upvalue 1 is the
 // coroutine, where gopher-lua's own wrapper expects it.
+//
+// An error out of a wrapped coroutine reaches L as a panic that skips
+// gopher-lua's switch back to L, leaving the VM's current thread on the
+// dead coroutine: a chain of nested coroutines stopped by an error would
+// stay reachable, through their parents, until the next resume. L is
+// current again whichever way the coroutine ends.
 func (vm *VM) wrapAux(L *lua.LState) int {
 	if th, ok := L.Get(lua.UpvalueIndex(1)).(*lua.LState); ok {
 		adoptContext(L, th)
 	}
+	defer func() { L.G.CurrentThread = L }()
 	return vm.origWrapAux(L)
 }

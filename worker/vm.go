@@ -332,6 +332,7 @@ func (vm *VM) run(ctx context.Context, nargs, nret int) error {
 		}
 		return err
 	})
+	dropStaleFrames(L)
 	outErr := vm.outErr
 	vm.outErr = nil
 	soft := vm.softErr
