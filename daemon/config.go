@@ -61,7 +61,8 @@ type Config struct {
 	// /metrics; empty means none.
 	MetricsAddr string
 	// ShutdownGrace is how long in-flight calls may run on at shutdown
-	// before they are cancelled; 0 means DefaultShutdownGrace.
+	// before they are cancelled; 0 means DefaultShutdownGrace, and a
+	// negative value none: they are cancelled at once.
 	ShutdownGrace time.Duration
 	// Supervisor configures the daemon's supervisor: the worker binary,
 	// kill grace and default limits. Its Logger defaults to the daemon's;
@@ -92,7 +93,7 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = hclog.NewNullLogger()
 	}
-	if c.ShutdownGrace <= 0 {
+	if c.ShutdownGrace == 0 {
 		c.ShutdownGrace = DefaultShutdownGrace
 	}
 	if c.Supervisor.Logger == nil {

@@ -356,7 +356,7 @@ func (c *conn) handlers() map[string]protocol.Handler {
 		},
 	}
 	for name, h := range hs {
-		hs[name] = c.admit(h)
+		hs[name] = c.admit(h, name == protocol.ControlQueueGet || name == protocol.ControlQueuePut)
 	}
 	return hs
 }
@@ -389,8 +389,14 @@ func (c *conn) restartPolicy(p *protocol.RestartParams) *supervisor.RestartPolic
 }
 
 // admit wraps a handler: it waits for the session to be set up, is refused
-// once shutdown began, and is cancelled when the shutdown grace ends.
-func (c *conn) admit(h protocol.Handler) protocol.Handler {
+// once shutdown began, and is cancelled when the shutdown grace ends, or
+// as the shutdown begins for one that only waits (for a queue's item or
+// room), which has no work to finish.
+func (c *conn) admit(h protocol.Handler, waits bool) protocol.Handler {
+	stopAt := c.s.hardCtx
+	if waits {
+		stopAt = c.s.drainCtx
+	}
 	return func(ctx context.Context, body []byte) (any, error) {
 		<-c.ready
 		if !c.s.enter() {
@@ -399,10 +405,10 @@ func (c *conn) admit(h protocol.Handler) protocol.Handler {
 		defer c.s.leave()
 		hctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		stop := context.AfterFunc(c.s.hardCtx, cancel)
+		stop := context.AfterFunc(stopAt, cancel)
 		defer stop()
 		res, err := h(hctx, body)
-		if err != nil && ctx.Err() == nil && c.s.hardCtx.Err() != nil {
+		if err != nil && ctx.Err() == nil && stopAt.Err() != nil {
 			// The daemon cancelled the call, not its caller.
 			e := *protocol.AsError(err)
 			e.Code, e.Cause = protocol.CodeUnavailable, ""

@@ -53,8 +53,11 @@ func TestListenRefusals(t *testing.T) {
 		{"TCP without a token", Config{Listen: "127.0.0.1:0", TLS: tlsCfg}, "token"},
 		{"an empty token", Config{Listen: "127.0.0.1:0", TLS: tlsCfg, TokenFile: empty}, "empty"},
 		{"a missing token file", Config{Listen: "127.0.0.1:0", TLS: tlsCfg, TokenFile: filepath.Join(dir, "none")}, "token"},
+		{"a socket path too long to connect to", Config{Socket: filepath.Join(dir, strings.Repeat("s", 120)+".sock")}, "at most"},
 	} {
-		tc.cfg.Socket = filepath.Join(dir, "s.sock")
+		if tc.cfg.Socket == "" {
+			tc.cfg.Socket = filepath.Join(dir, "s.sock")
+		}
 		_, err := Listen(tc.cfg)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want an error about %s", tc.name, err, tc.want)

@@ -41,9 +41,14 @@ type Server struct {
 	metricsL net.Listener
 
 	// hardCtx ends every handler: cancelled when the shutdown grace is
-	// over.
-	hardCtx  context.Context
-	hardStop context.CancelFunc
+	// over. drainCtx ends the handlers that only wait (queue gets and
+	// puts): cancelled when the shutdown begins.
+	hardCtx   context.Context
+	hardStop  context.CancelFunc
+	drainCtx  context.Context
+	drainStop context.CancelFunc
+	aborted   chan struct{} // closed by Abort
+	abortOnce sync.Once
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -73,6 +78,8 @@ func Listen(cfg Config) (_ *Server, err error) {
 	cfg = cfg.withDefaults()
 	s := &Server{cfg: cfg, log: cfg.Logger, uid: os.Getuid(), conns: make(map[*conn]struct{}), pins: make(map[int64]int)}
 	s.hardCtx, s.hardStop = context.WithCancel(context.Background())
+	s.drainCtx, s.drainStop = context.WithCancel(context.Background())
+	s.aborted = make(chan struct{})
 	defer func() {
 		if err != nil {
 			s.closeListeners()
@@ -80,6 +87,7 @@ func Listen(cfg Config) (_ *Server, err error) {
 				_ = s.metricsL.Close()
 			}
 			s.hardStop()
+			s.drainStop()
 		}
 	}()
 
@@ -207,7 +215,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	s.log.Info("serving", attrs...)
 
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case <-s.aborted:
+	}
 	s.shutdown()
 	if metricsSrv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -217,6 +228,14 @@ func (s *Server) Serve(ctx context.Context) error {
 	wg.Wait()
 	s.log.Info("stopped")
 	return nil
+}
+
+// Abort cuts the shutdown's grace short: the calls still in flight are
+// cancelled at once, and Serve returns once they have stopped. Called
+// before Serve's context ends, it starts the shutdown too. It is what a
+// second signal to a daemon that is shutting down asks for.
+func (s *Server) Abort() {
+	s.abortOnce.Do(func() { close(s.aborted) })
 }
 
 func (s *Server) closeListeners() {
@@ -236,19 +255,22 @@ func (s *Server) shutdown() {
 	s.mu.Lock()
 	s.draining = true
 	s.mu.Unlock()
+	s.drainStop()
 	n := s.active.Load()
-	s.log.Info("shutting down", "in_flight", n, "grace", s.cfg.ShutdownGrace)
+	s.log.Info("shutting down", "in_flight", n, "grace", max(s.cfg.ShutdownGrace, 0))
 
 	idle := make(chan struct{})
 	go func() {
 		s.inflight.Wait()
 		close(idle)
 	}()
-	if n > 0 {
+	if n > 0 && s.cfg.ShutdownGrace > 0 {
 		select {
 		case <-idle:
 		case <-time.After(s.cfg.ShutdownGrace):
 			s.log.Warn("cancelling calls still in flight after the grace period", "in_flight", s.active.Load())
+		case <-s.aborted:
+			s.log.Warn("cancelling calls still in flight: shutdown forced", "in_flight", s.active.Load())
 		}
 	}
 	s.hardStop()

@@ -23,6 +23,11 @@ var ErrAlreadyServing = errors.New("another subinterp daemon is already serving 
 // into place: it is never reachable with looser permissions (whatever the
 // umask), and of two daemons starting at once only one gets the path.
 func listenUnix(path string, mode os.FileMode, log hclog.Logger) (*net.UnixListener, os.FileInfo, error) {
+	// Bound under a short name, a longer path would link into place, and
+	// serve no one: a client cannot connect to a name sun_path cannot hold.
+	if max := len(syscall.RawSockaddrUnix{}.Path) - 1; len(path) > max {
+		return nil, nil, fmt.Errorf("socket path %s is %d bytes; a Unix socket path holds at most %d", path, len(path), max)
+	}
 	dir := filepath.Dir(path)
 	if err := prepareDir(dir); err != nil {
 		return nil, nil, err

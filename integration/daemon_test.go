@@ -174,6 +174,78 @@ func TestDaemonShutdownGrace(t *testing.T) {
 	waitGone(t, p)
 }
 
+// TestDaemonShutdownForced: a call that would outlast the grace is
+// cancelled at once when the shutdown is forced (Abort, what a second
+// signal does) or when the grace is negative; either way the interpreter's
+// worker ends with the daemon.
+func TestDaemonShutdownForced(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		grace time.Duration
+		abort bool
+	}{
+		{"abort", time.Hour, true},
+		{"no grace", -1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			d := startDaemon(t, daemon.Config{ShutdownGrace: tc.grace})
+			rt := d.dial(t)
+			it := create(t, rt)
+			p := pid(t, it)
+			call := start(func() (any, error) { return nil, it.Exec("while true do end") })
+			waitRunning(t, it, call.done)
+			d.cancel()
+			if tc.abort {
+				d.Abort()
+			}
+			_, err := call.wait(t)
+			if err == nil {
+				t.Fatal("the endless call returned no error")
+			}
+			if !strings.Contains(err.Error(), "shut down") {
+				t.Errorf("the cancelled call's error %q does not say the daemon shut down", err)
+			}
+			d.stop(t)
+			waitGone(t, p)
+		})
+	}
+}
+
+// TestDaemonShutdownEndsQueueWaits: a remote get waiting on an empty queue
+// does no work the grace would let finish: it ends as the shutdown begins,
+// saying so, and the daemon stops without waiting out the grace.
+func TestDaemonShutdownEndsQueueWaits(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t, daemon.Config{ShutdownGrace: time.Hour})
+	rt := d.dial(t)
+	q, err := rt.CreateQueue(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := start(func() (any, error) { return q.Get() })
+	putNowait := start(func() (any, error) {
+		full, err := rt.CreateQueue(1)
+		if err == nil {
+			err = full.Put(1)
+		}
+		if err == nil {
+			err = full.Put(2)
+		}
+		return nil, err
+	})
+	time.Sleep(50 * time.Millisecond) // most likely both wait by now; if not, they are refused
+	d.cancel()
+	for name, op := range map[string]*async{"the Get": get, "the Put into a full queue": putNowait} {
+		_, err := op.wait(t)
+		if err == nil || !strings.Contains(err.Error(), "the daemon shut") && !strings.Contains(err.Error(), "the daemon is shutting down") {
+			t.Errorf("%s waiting at shutdown ended with %v; want an error saying the daemon shut down", name, err)
+		}
+	}
+	d.stop(t)
+}
+
 // TestDaemonHello: the first request must be a hello of the same protocol
 // version; a mismatch names both versions.
 func TestDaemonHello(t *testing.T) {
