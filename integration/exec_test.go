@@ -266,3 +266,23 @@ func TestOutputPerInterpreter(t *testing.T) {
 	wantEqual(t, "b's output", outB.String(), "from b\n")
 	wantEqual(t, "the runtime's writer", shared.String(), "from c\n")
 }
+
+// TestOutputOrderAcrossNestedCalls: output an interpreter printed before it
+// called into another one comes out before that one's, as the script wrote
+// it, when both print to the same writer.
+func TestOutputOrderAcrossNestedCalls(t *testing.T) {
+	t.Parallel()
+	var out syncBuffer
+	rt := newRuntime(t, interpreters.WithStdout(&out))
+	a := create(t, rt)
+	b := create(t, rt)
+	mustCall(t, a, `function(id)
+		local other = require("interpreters").Interpreter(id)
+		print("A")
+		other:exec('print("B")')
+		io.write("C\n")
+		other:call('function() io.write("D\\n") end')
+		print("E")
+	end`, b.ID())
+	wantEqual(t, "the output of both, in order", out.String(), "A\nB\nC\nD\nE\n")
+}

@@ -147,6 +147,9 @@ func (w *worker) callLoop() {
 // and answers before anything else can arrive. It runs on the call loop's
 // goroutine, the VM's, like the call it is part of.
 func (w *worker) request(method string, params any) ([]byte, error) {
+	// What the script printed so far goes first: a nested call's output,
+	// or a wait on a queue, then comes after it, as the script wrote it.
+	w.flush()
 	w.requestID++
 	id := w.requestID
 	if err := w.calls.Request(id, method, params); err != nil {
