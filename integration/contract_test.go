@@ -233,10 +233,10 @@ func contractRunning(t *testing.T, rt *interpreters.Runtime) {
 	defer cancel()
 	loop := startExec(ctx, it, "while true do end")
 	waitRunning(t, it, loop.done)
-	wantAlreadyRunning(t, "Exec while running", it.Exec("x = 1"))
+	wantAlreadyRunning(t, it, "Exec while running", it.Exec("x = 1"))
 	_, err := it.Call("tostring", 1)
-	wantAlreadyRunning(t, "Call while running", err)
-	wantAlreadyRunning(t, "Close while running", it.Close())
+	wantAlreadyRunning(t, it, "Call while running", err)
+	wantAlreadyRunning(t, it, "Close while running", it.Close())
 	cancel()
 	if _, err := loop.wait(t); !errors.Is(err, context.Canceled) {
 		t.Fatalf("the cancelled loop: %v, want context.Canceled", err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"sync"
@@ -195,7 +196,7 @@ func wantNotFound(t *testing.T, what string, err error) {
 
 // wantAlreadyRunning checks an operation refused because a call is in
 // progress.
-func wantAlreadyRunning(t *testing.T, what string, err error) {
+func wantAlreadyRunning(t *testing.T, it *interpreters.Interpreter, what string, err error) {
 	t.Helper()
 	wantErr(t, what, err, interpreters.ErrAlreadyRunning)
 	if err == nil {
@@ -204,8 +205,8 @@ func wantAlreadyRunning(t *testing.T, what string, err error) {
 	if !errors.Is(err, interpreters.ErrInterpreter) {
 		t.Errorf("%s: %q should also match ErrInterpreter", what, err)
 	}
-	if !strings.Contains(err.Error(), "already running") {
-		t.Errorf("%s: error text %q should contain \"already running\"", what, err)
+	if want := fmt.Sprintf("interpreter %d already running", it.ID()); !strings.Contains(err.Error(), want) {
+		t.Errorf("%s: error text %q should contain %q", what, err, want)
 	}
 }
 

@@ -405,10 +405,10 @@ func TestRestartCloseReapsProcesses(t *testing.T) {
 				}
 				time.Sleep(5 * time.Millisecond)
 			}
-			wantAlreadyRunning(t, "Exec while waiting to restart", it.Exec("x = 1"))
+			wantAlreadyRunning(t, it, "Exec while waiting to restart", it.Exec("x = 1"))
 			_, err := it.Call("tostring", 1)
-			wantAlreadyRunning(t, "Call while waiting to restart", err)
-			wantAlreadyRunning(t, "PrepareMain while waiting to restart", it.PrepareMain(map[string]any{"x": 1}))
+			wantAlreadyRunning(t, it, "Call while waiting to restart", err)
+			wantAlreadyRunning(t, it, "PrepareMain while waiting to restart", it.PrepareMain(map[string]any{"x": 1}))
 			if !contains(listAll(t, rt), it) {
 				t.Errorf("ListAll while waiting to restart does not list %v", it)
 			}

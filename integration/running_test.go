@@ -30,16 +30,16 @@ func TestAlreadyRunning(t *testing.T) {
 	loop := startExec(ctx, it, "while true do end")
 	waitRunning(t, it, loop.done)
 
-	wantAlreadyRunning(t, "Exec", it.Exec("queued = true"))
-	wantAlreadyRunning(t, "ExecContext", it.ExecContext(t.Context(), "queued = true"))
+	wantAlreadyRunning(t, it, "Exec", it.Exec("queued = true"))
+	wantAlreadyRunning(t, it, "ExecContext", it.ExecContext(t.Context(), "queued = true"))
 	_, err := it.Call("function() queued = true end")
-	wantAlreadyRunning(t, "Call", err)
+	wantAlreadyRunning(t, it, "Call", err)
 	_, err = it.CallContext(t.Context(), "function() queued = true end")
-	wantAlreadyRunning(t, "CallContext", err)
-	wantAlreadyRunning(t, "PrepareMain", it.PrepareMain(map[string]any{"spam": false, "queued": true}))
+	wantAlreadyRunning(t, it, "CallContext", err)
+	wantAlreadyRunning(t, it, "PrepareMain", it.PrepareMain(map[string]any{"spam": false, "queued": true}))
 	_, err = waitThread(t, it.CallInThread("function() queued = true end"))
-	wantAlreadyRunning(t, "CallInThread", err)
-	wantAlreadyRunning(t, "Close", it.Close())
+	wantAlreadyRunning(t, it, "CallInThread", err)
+	wantAlreadyRunning(t, it, "Close", it.Close())
 
 	// The refused Close closed nothing.
 	wantRunning(t, it, true)

@@ -327,5 +327,5 @@ func (s *Supervisor) Close() error {
 }
 
 func alreadyRunning(id int64) *protocol.Error {
-	return &protocol.Error{Code: protocol.CodeAlreadyRunning, Msg: "interpreter already running", InterpreterID: id}
+	return &protocol.Error{Code: protocol.CodeAlreadyRunning, Msg: fmt.Sprintf("interpreter %d already running", id), InterpreterID: id}
 }

@@ -218,7 +218,7 @@ func (w *worker) configureRequest(_ context.Context, body []byte) (any, error) {
 // already refuses a second call, so a busy VM here is a protocol error.
 func (w *worker) begin(ctx context.Context, timeoutNs int64) (context.Context, func(), error) {
 	if !w.busy.TryLock() {
-		return nil, nil, protocol.Errorf(protocol.CodeAlreadyRunning, "interpreter already running")
+		return nil, nil, protocol.Errorf(protocol.CodeAlreadyRunning, "interpreter %d already running", w.cfg.InterpreterID)
 	}
 	if !w.configured {
 		w.busy.Unlock()
