@@ -3,6 +3,8 @@ package integration
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -109,7 +111,12 @@ func TestWorkerKilledWhileIdle(t *testing.T) {
 	default:
 		t.Fatalf("first call after the kill: %v, want ErrInterpreterNotFound or *WorkerExitError", err)
 	}
-	wantNotFound(t, "second call after the kill", victim.Exec("x = 1"))
+	err = victim.Exec("x = 1")
+	wantNotFound(t, "second call after the kill", err)
+	// Not found, and why: a caller who was not there learns how it ended.
+	if want := fmt.Sprintf("worker process %d was killed", p); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("the second call's error %q does not say %q", err, want)
+	}
 	_, err = rt.Lookup(victim.ID())
 	wantNotFound(t, "Lookup after the kill", err)
 	wantList(t, "ListAll after the kill", listAll(t, rt), rt.GetMain(), other)

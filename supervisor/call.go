@@ -91,7 +91,7 @@ func (s *Supervisor) call(ctx context.Context, id int64, method string, params f
 	}
 	defer it.running.Store(false)
 	if it.closing.Load() {
-		return nil, notFound(id)
+		return nil, s.notFound(id)
 	}
 	it.calls.Add(1)
 	if w, ok := ctx.Value(outputKey{}).(io.Writer); ok && w != nil {
@@ -115,7 +115,7 @@ func (s *Supervisor) call(ctx context.Context, id int64, method string, params f
 	if it.closing.Load() {
 		// Closed under the call: whatever the worker managed to say about
 		// losing its supervisor, the interpreter is gone.
-		return nil, notFound(id)
+		return nil, s.notFound(id)
 	}
 	e := protocol.AsError(err)
 	if e.InterpreterID == 0 {
@@ -252,10 +252,10 @@ func (s *Supervisor) sessionError(it *interp, p *process, err error) error {
 		return e
 	}
 	if it.closing.Load() {
-		return notFound(it.id)
+		return s.notFound(it.id)
 	}
 	if exitErr := p.deathCause(); exitErr != nil {
 		return exitErr
 	}
-	return notFound(it.id)
+	return s.notFound(it.id)
 }

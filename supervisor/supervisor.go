@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -24,6 +25,7 @@ type Supervisor struct {
 	nextID  int64
 	interps map[int64]*interp
 	closed  bool
+	died    diedLog
 
 	qs    queues
 	spare spares
@@ -97,8 +99,43 @@ func New(cfg Config) (*Supervisor, error) {
 	return s, nil
 }
 
-func notFound(id int64) *protocol.Error {
-	return &protocol.Error{Code: protocol.CodeNotFound, Msg: fmt.Sprintf("unrecognized interpreter ID %d", id), InterpreterID: id}
+// notFound is the error for an ID with no live interpreter. One whose
+// worker died not long ago says how, so that a caller who was not there
+// when it happened learns more than that the ID means nothing.
+func (s *Supervisor) notFound(id int64) *protocol.Error {
+	msg := fmt.Sprintf("unrecognized interpreter ID %d", id)
+	s.mu.RLock()
+	why := s.died.why[id]
+	s.mu.RUnlock()
+	if why != "" {
+		msg += " (its " + why + ")"
+	}
+	return &protocol.Error{Code: protocol.CodeNotFound, Msg: msg, InterpreterID: id}
+}
+
+// diedLog remembers how the last diedLogSize interpreters whose workers
+// died ended. Guarded by Supervisor.mu.
+type diedLog struct {
+	why   map[int64]string
+	order []int64
+}
+
+const diedLogSize = 1024
+
+// recordDeath notes that interpreter id ended as exitErr says.
+func (s *Supervisor) recordDeath(id int64, exitErr *protocol.Error) {
+	why := strings.TrimPrefix(exitErr.Msg, fmt.Sprintf("interpreter %d: ", id))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.died.why == nil {
+		s.died.why = make(map[int64]string)
+	}
+	if len(s.died.order) == diedLogSize {
+		delete(s.died.why, s.died.order[0])
+		s.died.order = s.died.order[1:]
+	}
+	s.died.why[id] = why
+	s.died.order = append(s.died.order, id)
 }
 
 // Create spawns a worker and returns the new interpreter's ID.
@@ -198,6 +235,7 @@ func (s *Supervisor) watch(it *interp) {
 		if it.policy == nil {
 			// Gone before the failed call hears of it: whoever it tells
 			// finds the interpreter gone.
+			s.recordDeath(it.id, exitErr)
 			s.end(it)
 			p.markDead(exitErr)
 			p.client.Kill() // releases go-plugin's goroutines and socket directory
@@ -210,6 +248,7 @@ func (s *Supervisor) watch(it *interp) {
 		if s.restart(it, exitErr) {
 			continue
 		}
+		s.recordDeath(it.id, exitErr)
 		s.end(it)
 		return
 	}
@@ -235,7 +274,7 @@ func (s *Supervisor) get(id int64) (*interp, error) {
 	it := s.interps[id]
 	s.mu.RUnlock()
 	if it == nil || it.closing.Load() {
-		return nil, notFound(id)
+		return nil, s.notFound(id)
 	}
 	return it, nil
 }
@@ -291,7 +330,7 @@ func (s *Supervisor) CloseInterpreter(id int64) error {
 	}
 	// running stays set: nothing may start in a closing interpreter.
 	if !it.closing.CompareAndSwap(false, true) {
-		return notFound(id)
+		return s.notFound(id)
 	}
 	s.end(it)
 	it.p().stop()
