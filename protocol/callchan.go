@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"sync"
 	"syscall"
@@ -41,19 +42,37 @@ func (c *CallConn) Request(id uint32, method string, params any) error {
 	return c.write(fe)
 }
 
-// Respond writes a response: rerr, or the result.
+// Respond writes a response: rerr, or the result. A response that cannot
+// be encoded, or is too large for a frame, is answered with an error
+// saying so, so the request is never left without an answer.
 func (c *CallConn) Respond(id uint32, rerr *Error, result any) error {
 	fe := getEncoder()
 	defer putEncoder(fe)
-	if err := fe.response(id, rerr, result); err != nil {
-		fe = getEncoder()
-		defer putEncoder(fe)
-		if err := fe.response(id, AsError(err), nil); err != nil {
-			return err
+	err := fe.response(id, rerr, result)
+	if err == nil {
+		var frame []byte
+		if frame, err = fe.finish(); err == nil {
+			return c.writeFrame(frame)
 		}
+	}
+	switch {
+	case !errors.Is(err, ErrFrameTooLarge):
+		rerr = AsError(err)
+	case rerr != nil:
+		rerr = rerr.Clipped(maxErrorText)
+	default:
+		rerr = Errorf(CodeNotShareable, "the answer is more than the %d bytes a message can hold", MaxFrameSize)
+	}
+	fe.reset()
+	if err := fe.response(id, rerr, nil); err != nil {
+		return err
 	}
 	return c.write(fe)
 }
+
+// maxErrorText bounds each text of an error answered in place of one too
+// large to send.
+const maxErrorText = 64 << 10
 
 // Notify writes a notification.
 func (c *CallConn) Notify(method string, params any) error {
@@ -70,9 +89,13 @@ func (c *CallConn) write(fe *frameEncoder) error {
 	if err != nil {
 		return err
 	}
+	return c.writeFrame(frame)
+}
+
+func (c *CallConn) writeFrame(frame []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	_, err = c.rw.Write(frame)
+	_, err := c.rw.Write(frame)
 	return err
 }
 

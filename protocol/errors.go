@@ -1,6 +1,9 @@
 package protocol
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // Code classifies a wire error. Codes, not messages, decide how an error is
 // matched on the other side, so a client can always tell why a call failed.
@@ -59,6 +62,19 @@ func (e *Error) Error() string {
 		return string(e.Code)
 	}
 	return e.Msg
+}
+
+// Clipped returns e with each of its texts cut to at most n bytes, saying
+// how much was cut: an error must stay small enough to be sent, whatever
+// a script made its message.
+func (e *Error) Clipped(n int) *Error {
+	c := *e
+	for _, s := range []*string{&c.Msg, &c.Type, &c.Formatted, &c.Errdisplay, &c.StderrTail} {
+		if len(*s) > n {
+			*s = fmt.Sprintf("%s… [%d more bytes]", strings.ToValidUTF8((*s)[:n], ""), len(*s)-n)
+		}
+	}
+	return &c
 }
 
 // Errorf returns an *Error with the given code and a formatted message.

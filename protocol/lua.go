@@ -28,7 +28,7 @@ func (c *LuaCodec) Marshal(v lua.LValue) ([]byte, error) {
 	if err := c.Encode(enc, v); err != nil {
 		return nil, err
 	}
-	return buf.Bytes(), nil
+	return sized(buf.Bytes())
 }
 
 // MarshalList encodes vs as one msgpack array.
@@ -45,7 +45,7 @@ func (c *LuaCodec) MarshalList(vs []lua.LValue) ([]byte, error) {
 			return nil, err
 		}
 	}
-	return buf.Bytes(), nil
+	return sized(buf.Bytes())
 }
 
 // Encode writes v: a table whose keys are exactly 1..n as an array, one

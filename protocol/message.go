@@ -47,9 +47,14 @@ type frameEncoder struct {
 
 func getEncoder() *frameEncoder {
 	fe := encPool.Get().(*frameEncoder)
+	fe.reset()
+	return fe
+}
+
+// reset empties fe for another frame.
+func (fe *frameEncoder) reset() {
 	fe.buf.Reset()
 	fe.buf.Write([]byte{0, 0, 0, 0}) // length prefix, filled in by finish
-	return fe
 }
 
 func putEncoder(fe *frameEncoder) {

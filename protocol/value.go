@@ -54,6 +54,20 @@ func notShareable(format string, args ...any) *Error {
 	return &Error{Code: CodeNotShareable, Msg: fmt.Sprintf(format, args...)}
 }
 
+// MaxValueSize bounds one encoded value: a call's arguments or results, a
+// queue item, a namespace. It is what a frame holds, less room for the
+// message around the value.
+const MaxValueSize = MaxFrameSize - 1<<20
+
+// sized returns b, an encoded value, or the CodeNotShareable error of one
+// too large to cross.
+func sized(b []byte) ([]byte, error) {
+	if len(b) > MaxValueSize {
+		return nil, notShareable("a value of %d bytes is more than the %d bytes that can cross between interpreters", len(b), MaxValueSize)
+	}
+	return b, nil
+}
+
 // Check reports whether v may cross at tier t, with a CodeNotShareable
 // *Error that says why not.
 func (c *Codec) Check(v any, t Tier) error {
@@ -72,7 +86,7 @@ func (c *Codec) Marshal(v any, t Tier) ([]byte, error) {
 	if err := c.encode(enc, v, t, 0); err != nil {
 		return nil, err
 	}
-	return buf.Bytes(), nil
+	return sized(buf.Bytes())
 }
 
 // Encode writes v at tier t to enc.
@@ -413,7 +427,7 @@ func (c *Codec) MarshalList(items []any, t Tier) ([]byte, error) {
 	if err := c.encodeList(enc, items, t, 0); err != nil {
 		return nil, err
 	}
-	return buf.Bytes(), nil
+	return sized(buf.Bytes())
 }
 
 // QueueIDs returns the IDs of the queue handles inside the msgpack value b,

@@ -379,13 +379,16 @@ func interruptError(ctx context.Context) error {
 // executionFailed maps an uncaught Lua error value.
 func (vm *VM) executionFailed(obj lua.LValue, tb string) *protocol.Error {
 	typ, msg := vm.describeError(obj)
-	return &protocol.Error{
+	e := &protocol.Error{
 		Code:       protocol.CodeExecutionFailed,
 		Type:       typ,
 		Msg:        msg,
 		Formatted:  typ + ": " + msg,
 		Errdisplay: tb,
 	}
+	// A script picks its error's size; the host gets the first MiB of each
+	// text.
+	return e.Clipped(1 << 20)
 }
 
 // describeError names an error value: a string is a LuaError with that

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"net"
 	"os"
 	"runtime"
@@ -26,6 +27,9 @@ const outputFlushDelay = 5 * time.Millisecond
 
 // outputFlushSize sends buffered output at once when it reaches this size.
 const outputFlushSize = 32 << 10
+
+// outputChunkSize bounds one message of output.
+const outputChunkSize = 1 << 20
 
 type worker struct {
 	cfg        protocol.WorkerConfig
@@ -153,6 +157,9 @@ func (w *worker) request(method string, params any) ([]byte, error) {
 	w.requestID++
 	id := w.requestID
 	if err := w.calls.Request(id, method, params); err != nil {
+		if errors.Is(err, protocol.ErrFrameTooLarge) {
+			return nil, protocol.TooLarge()
+		}
 		return nil, &protocol.Error{Code: protocol.CodeClosed, Msg: "call channel: " + err.Error()}
 	}
 	for {
@@ -344,12 +351,17 @@ func (w *worker) flush() {
 		w.outTimer.Stop()
 		w.outTimer = nil
 	}
-	if len(w.out) == 0 {
-		return
+	// On the call channel: the output arrives before the response. In
+	// chunks: one print may hold more than a message can.
+	for sent := 0; sent < len(w.out); {
+		n := min(len(w.out)-sent, outputChunkSize)
+		_ = w.calls.Notify(protocol.NotifyOutput, w.out[sent:sent+n])
+		sent += n
 	}
-	// On the call channel: the output arrives before the response.
-	_ = w.calls.Notify(protocol.NotifyOutput, w.out)
 	w.out = w.out[:0]
+	if cap(w.out) > outputChunkSize {
+		w.out = nil // a huge print's buffer is not kept for the next one
+	}
 }
 
 func residentBytes() int64 {
