@@ -171,6 +171,7 @@ func (c *conn) handlers() map[string]protocol.Handler {
 					CPUTotal:    time.Duration(p.CPUTotalNs),
 					CallTimeout: time.Duration(p.CallTimeoutNs),
 					OutputBytes: p.OutputLimit,
+					Created:     int(p.CreateLimit),
 				},
 				Restart: c.restartPolicy(p.Restart),
 			})

@@ -35,9 +35,9 @@ end
 `
 
 // luaInterp creates an interpreter with luaPrelude run in it.
-func luaInterp(t *testing.T, rt *interpreters.Runtime) *interpreters.Interpreter {
+func luaInterp(t *testing.T, rt *interpreters.Runtime, opts ...interpreters.Option) *interpreters.Interpreter {
 	t.Helper()
-	it := create(t, rt)
+	it := create(t, rt, opts...)
 	mustExec(t, it, luaPrelude)
 	return it
 }
@@ -205,6 +205,56 @@ func TestLuaCreate(t *testing.T) {
 	closeInterp(t, creator)
 	wantList(t, "ListAll after closing the creator", listAll(t, rt), rt.GetMain(), child)
 	wantEqual(t, "the child still answers", mustCall(t, child, "string.upper", "alive"), "ALIVE")
+}
+
+// TestLuaCreateInherits: an interpreter created from Lua carries its
+// creator's limits and writer, so a script cannot shed its limits, or write
+// around its writer, by running code in a child.
+func TestLuaCreateInherits(t *testing.T) {
+	t.Parallel()
+	rt := newRuntime(t)
+	var out syncBuffer
+	creator := create(t, rt, interpreters.WithStdout(&out), interpreters.WithOutputLimit(100),
+		interpreters.WithCallTimeout(time.Minute), interpreters.WithCPULimit(300*time.Millisecond))
+	id := mustCall(t, creator, `function() child = require("interpreters").create() return child.id end`)
+	child, err := rt.Lookup(id.(int64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, child, `print("from the child")`)
+	wantEqual(t, "the child's output, in its creator's writer", out.String(), "from the child\n")
+	err = child.Exec(`print(string.rep("x", 1000))`)
+	wantErr(t, "the child past its creator's output limit", err, interpreters.ErrOutputLimit)
+	err = child.Exec(`while true do end`)
+	wantErr(t, "the child past its creator's CPU limit", err, interpreters.ErrCPULimit)
+}
+
+// TestLuaCreateLimit: Lua code can keep at most the create limit of
+// interpreters it created (it and those it created, however deep) alive at
+// once; past it create() raises an InterpreterError, and closing one makes
+// room again.
+func TestLuaCreateLimit(t *testing.T) {
+	t.Parallel()
+	rt := newRuntime(t)
+	it := luaInterp(t, rt, interpreters.WithCreateLimit(3))
+	got := mustCall(t, it, `function()
+		local made = {}
+		for i = 1, 10 do
+			local ok, e = pcall(interpreters.create)
+			if not ok then return #made, e.type end
+			made[#made + 1] = e
+		end
+		return #made, "no error"
+	end`)
+	wantEqual(t, "interpreters made before the limit, and the error", got, interpreters.Tuple{int64(3), "InterpreterError"})
+	wantEqual(t, "live interpreters", len(listAll(t, rt)), 5) // main, it, and 3
+	// The children count against the same family: a grandchild has no room.
+	wantLuaErr(t, it, "a grandchild past the limit", `function()
+		local child = interpreters.list_all()[3]
+		child:exec('require("interpreters").create()')
+	end`, "ExecutionFailed", "")
+	mustCall(t, it, `function() interpreters.list_all()[3]:close() end`)
+	wantEqual(t, "room after a close", mustCall(t, it, `function() return interpreters.create().id > 0 end`), true)
 }
 
 // TestLuaInterpreterIDs follows InterpreterObjectTests: Interpreter(id)

@@ -76,6 +76,15 @@ func WithOutputLimit(bytes int64) Option {
 	return func(o *options) { o.limits.OutputBytes = bytes }
 }
 
+// WithCreateLimit caps the interpreters Lua code may create in this one,
+// and in those created from it, alive at once: past it create() raises an
+// InterpreterError. 0 means the default (64), a negative n no cap.
+// Interpreters created from Lua inherit their creator's limits, library and
+// writer.
+func WithCreateLimit(n int) Option {
+	return func(o *options) { o.limits.Created = n }
+}
+
 // WithToken sets the token Dial presents to a daemon listening on TCP.
 func WithToken(token string) Option { return func(o *options) { o.token = token } }
 

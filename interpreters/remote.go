@@ -302,6 +302,7 @@ func (r *remoteBackend) Create(ctx context.Context, opts supervisor.CreateOption
 		CPUTotalNs:    int64(opts.Limits.CPUTotal),
 		CallTimeoutNs: int64(opts.Limits.CallTimeout),
 		OutputLimit:   opts.Limits.OutputBytes,
+		CreateLimit:   int64(opts.Limits.Created),
 	}
 	if rp := opts.Restart; rp != nil {
 		p.Restart = &protocol.RestartParams{

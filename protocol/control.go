@@ -83,6 +83,8 @@ type CreateParams struct {
 	Restart *RestartParams
 	// CPUTotalNs is the CPU time the interpreter may use in all.
 	CPUTotalNs int64
+	// CreateLimit caps the interpreters its Lua code may create.
+	CreateLimit int64
 }
 
 // RestartParams is a restart policy on the wire. With Notify the daemon

@@ -4,7 +4,7 @@ import "github.com/vmihailenco/msgpack/v5"
 
 // Version is the wire version. go-plugin's handshake refuses a worker of
 // another version, and the daemon refuses a client of another version.
-const Version = 2
+const Version = 3
 
 // Methods a supervisor calls on a worker.
 const (

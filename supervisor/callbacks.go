@@ -64,7 +64,7 @@ func (s *Supervisor) callbacks(from int64) map[string]protocol.Handler {
 			return &protocol.QueueGetResult{Unbound: item.Unbound, Value: item.Data}, nil
 		},
 		protocol.MethodInterpCreate: func(ctx context.Context, _ []byte) (any, error) {
-			return s.Create(ctx, CreateOptions{})
+			return s.createFrom(ctx, from)
 		},
 		protocol.MethodInterpList: func(context.Context, []byte) (any, error) {
 			infos := s.List()

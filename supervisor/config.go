@@ -53,7 +53,16 @@ type Limits struct {
 	CPUTotal    time.Duration // CPU time the interpreter may use in all
 	CallTimeout time.Duration // wall-clock deadline of every call
 	OutputBytes int64         // stdout bytes one call may write
+	// Created caps the interpreters Lua code may create in this one, and
+	// in those created from it, alive at once: 0 means DefaultCreated, a
+	// negative value no cap. Interpreters created from Lua inherit their
+	// creator's limits, writer and library.
+	Created int
 }
+
+// DefaultCreated is Limits.Created when none is set: room for a script's
+// helpers, not for a script that starts processes without end.
+const DefaultCreated = 64
 
 func (c Config) withDefaults() (Config, error) {
 	if c.Logger == nil {
@@ -94,6 +103,12 @@ func (l Limits) merge(d Limits) Limits {
 	}
 	if l.OutputBytes == 0 {
 		l.OutputBytes = d.OutputBytes
+	}
+	if l.Created == 0 {
+		l.Created = d.Created
+	}
+	if l.Created == 0 {
+		l.Created = DefaultCreated
 	}
 	return l
 }

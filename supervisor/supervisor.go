@@ -26,6 +26,10 @@ type Supervisor struct {
 	interps map[int64]*interp
 	closed  bool
 	died    diedLog
+	// families counts, by the ID of an interpreter the host created, the
+	// live interpreters created from Lua in it and in those created from
+	// it; Limits.Created caps it.
+	families map[int64]int
 
 	qs    queues
 	spare spares
@@ -40,6 +44,7 @@ type Supervisor struct {
 // interp is the supervisor's record of one interpreter.
 type interp struct {
 	id      int64
+	root    int64 // the interpreter the host created that this one descends from; its own ID for that one
 	created time.Time
 	limits  Limits
 	stdout  io.Writer
@@ -140,6 +145,50 @@ func (s *Supervisor) recordDeath(id int64, exitErr *protocol.Error) {
 
 // Create spawns a worker and returns the new interpreter's ID.
 func (s *Supervisor) Create(ctx context.Context, opts CreateOptions) (int64, error) {
+	return s.create(ctx, opts, 0)
+}
+
+// createFrom creates an interpreter for Lua code running in interpreter
+// from. It inherits from's writer, library and limits, and counts against
+// the Created limit of from's family: the interpreter the host created and
+// every one created from it, however deep. So a script cannot start worker
+// processes without end, nor shed its limits by running code in a child.
+func (s *Supervisor) createFrom(ctx context.Context, from int64) (int64, error) {
+	parent, err := s.get(from)
+	if err != nil {
+		return 0, err
+	}
+	root := parent.root
+	s.mu.Lock()
+	if max := parent.limits.Created; max > 0 && s.families[root] >= max {
+		s.mu.Unlock()
+		return 0, protocol.Errorf(protocol.CodeInterpreter,
+			"interpreter creation failed: interpreter %d and those created from it already have %d interpreters alive that Lua created, the most allowed", root, max)
+	}
+	if s.families == nil {
+		s.families = make(map[int64]int)
+	}
+	s.families[root]++
+	s.mu.Unlock()
+	id, err := s.create(ctx, CreateOptions{Stdout: parent.stdout, Stdlib: parent.wcfg.Stdlib, Limits: parent.limits}, root)
+	if err != nil {
+		s.leaveFamily(root)
+	}
+	return id, err
+}
+
+// leaveFamily counts one interpreter created from Lua in family root less.
+func (s *Supervisor) leaveFamily(root int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.families[root]--; s.families[root] <= 0 {
+		delete(s.families, root)
+	}
+}
+
+// create makes an interpreter of family root: 0 for one the host asked
+// for, which heads a family of its own.
+func (s *Supervisor) create(ctx context.Context, opts CreateOptions, root int64) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, protocol.AsError(err)
 	}
@@ -152,7 +201,10 @@ func (s *Supervisor) Create(ctx context.Context, opts CreateOptions) (int64, err
 	id := s.nextID
 	s.mu.Unlock()
 
-	it := &interp{id: id, created: time.Now(), limits: opts.Limits.merge(s.cfg.Defaults), stdout: opts.Stdout, policy: opts.Restart, gone: make(chan struct{})}
+	if root == 0 {
+		root = id
+	}
+	it := &interp{id: id, root: root, created: time.Now(), limits: opts.Limits.merge(s.cfg.Defaults), stdout: opts.Stdout, policy: opts.Restart, gone: make(chan struct{})}
 	if it.stdout == nil {
 		it.stdout = s.cfg.Stdout
 	}
@@ -260,6 +312,9 @@ func (s *Supervisor) end(it *interp) {
 		s.mu.Lock()
 		delete(s.interps, it.id)
 		s.mu.Unlock()
+		if it.root != it.id {
+			s.leaveFamily(it.root)
+		}
 		s.unbindItems(it.id)
 		s.releaseHolder(it.id)
 		close(it.gone)
