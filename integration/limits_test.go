@@ -361,6 +361,7 @@ func TestLimitsOutput(t *testing.T) {
 		{"print loop", "for i = 1, 1e6 do print('0123456789') end"},
 		{"one big write", "io.write(string.rep('x', 5000))"},
 		{"caught by pcall", "for i = 1, 1e4 do pcall(io.write, '0123456789') end print('and after')"},
+		{"caught by pcall, without end", "while true do pcall(print, 'x') end"},
 		{"after a partial write", "io.write(string.rep('y', 999)) io.write('ab') io.write('more')"},
 	} {
 		before := w.n.Load()

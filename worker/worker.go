@@ -50,6 +50,9 @@ type worker struct {
 	out       []byte
 	outTimer  *time.Timer
 	outBudget int64 // bytes this call may still write; <0 means unlimited
+	// endCall ends the call in progress with a cause; nil between calls.
+	// Set and used on the VM goroutine.
+	endCall context.CancelCauseFunc
 }
 
 func newWorker(cfg protocol.WorkerConfig) *worker {
@@ -245,7 +248,9 @@ func (w *worker) begin(ctx context.Context, timeoutNs int64) (context.Context, f
 	}
 	ctx, cancelLimit := context.WithCancelCause(ctx)
 	stopWatch := w.watch(cancelLimit)
+	w.endCall = cancelLimit
 	return ctx, func() {
+		w.endCall = nil
 		stopWatch()
 		cancelLimit(nil)
 		cancel()
@@ -329,6 +334,10 @@ func (w *worker) write(p []byte) error {
 				Msg: "output limit exceeded: the call may write at most " + strconv.FormatInt(w.cfg.OutputLimit, 10) + " bytes"}
 		}
 		w.outBudget -= int64(len(p))
+	}
+	if limitErr != nil && w.endCall != nil {
+		// Past the limit the call ends, even if a pcall catches the error.
+		w.endCall(limitErr)
 	}
 	w.out = append(w.out, p...)
 	full := len(w.out) >= outputFlushSize
