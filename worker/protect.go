@@ -2,6 +2,7 @@ package worker
 
 import (
 	lua "github.com/yuin/gopher-lua"
+	"runtime"
 )
 
 // pframe is one protected call in progress. Protected calls nest strictly
@@ -205,4 +206,53 @@ func (vm *VM) wrapAux(L *lua.LState) int {
 	}
 	defer func() { L.G.CurrentThread = L }()
 	return vm.origWrapAux(L)
+}
+
+// coYield replaces coroutine.yield. gopher-lua cannot suspend Go frames:
+// a yield from Lua code that Go called (through pcall, a metamethod, an
+// iterator, a sort comparator) would end that call as if it had returned
+// and leave the coroutine corrupt. Lua 5.1 refuses such a yield, and so
+// does this, with an error the script can catch.
+func (vm *VM) coYield(L *lua.LState) int {
+	if yieldCrossesGo() {
+		L.RaiseError("attempt to yield across a Go call boundary (pcall, a metamethod, an iterator or a comparator)")
+	}
+	return vm.origYield(L)
+}
+
+// luaLoops are the functions that run Lua code: each nests in Go once more
+// when Go calls Lua. Adjacent ones are one loop (interruptLoop hands some
+// frames to gopher-lua's own).
+var luaLoops = map[string]bool{
+	"github.com/yuin/gopher-lua.mainLoop":                 true,
+	"github.com/yuin/gopher-lua.mainLoopWithContext":      true,
+	"github.com/subinterp/subinterp/worker.interruptLoop": true,
+}
+
+// yieldCrossesGo reports whether the running coroutine is inside more than
+// the one Lua loop its resume started: a yield would cross Go frames.
+func yieldCrossesGo() bool {
+	var pcs [256]uintptr
+	n := runtime.Callers(3, pcs[:])
+	frames := runtime.CallersFrames(pcs[:n])
+	loops, inLoop := 0, false
+	for {
+		f, more := frames.Next()
+		switch {
+		case f.Function == "github.com/yuin/gopher-lua.threadRun":
+			return loops > 1
+		case luaLoops[f.Function]:
+			if !inLoop {
+				loops++
+			}
+			inLoop = true
+		default:
+			inLoop = false
+		}
+		if !more {
+			// No coroutine's run within reach: deeper than the buffer
+			// means loops inside loops.
+			return n == len(pcs)
+		}
+	}
 }

@@ -89,7 +89,9 @@ func (vm *VM) install() {
 	co := tableField(G, lua.CoroutineLibName)
 	vm.origResume = gfunc(co, "resume")
 	vm.origWrap = gfunc(co, "wrap")
+	vm.origYield = gfunc(co, "yield")
 	co.RawSetString("resume", L.NewFunction(vm.coResume))
+	co.RawSetString("yield", L.NewFunction(vm.coYield))
 	co.RawSetString("wrap", L.NewFunction(vm.coWrap))
 
 	m := tableField(G, lua.MathLibName)

@@ -79,6 +79,7 @@ type VM struct {
 	origResume  lua.LGFunction
 	origWrap    lua.LGFunction
 	origWrapAux lua.LGFunction
+	origYield   lua.LGFunction
 
 	outBuf []byte
 	outErr *protocol.Error // sticky Output failure of the current call
