@@ -54,6 +54,10 @@ func TestOversizeValues(t *testing.T) {
 	wantErr(t, "two 40 MiB results", err, interpreters.ErrNotShareable)
 	usable("two 40 MiB results")
 
+	_, err = it.Call(`function() local t = string.rep("x", 1024 * 1024) for i = 1, 40 do t = {t, t} end return t end`)
+	wantErr(t, "a result holding one table twice, forty deep", err, interpreters.ErrNotShareable)
+	usable("a result that would expand without end")
+
 	err = it.Exec(`error(string.rep("x", 40 * 1024 * 1024), 0)`)
 	var ef *interpreters.ExecutionFailed
 	if !errors.As(err, &ef) {

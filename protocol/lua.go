@@ -21,31 +21,27 @@ type LuaCodec struct {
 
 // Marshal encodes one Lua value.
 func (c *LuaCodec) Marshal(v lua.LValue) ([]byte, error) {
-	var buf bytes.Buffer
+	var buf valueBuffer
 	enc := msgpack.GetEncoder()
 	defer msgpack.PutEncoder(enc)
 	enc.Reset(&buf)
-	if err := c.Encode(enc, v); err != nil {
-		return nil, err
-	}
-	return sized(buf.Bytes())
+	return sized(&buf, c.Encode(enc, v))
 }
 
 // MarshalList encodes vs as one msgpack array.
 func (c *LuaCodec) MarshalList(vs []lua.LValue) ([]byte, error) {
-	var buf bytes.Buffer
+	var buf valueBuffer
 	enc := msgpack.GetEncoder()
 	defer msgpack.PutEncoder(enc)
 	enc.Reset(&buf)
-	if err := enc.EncodeArrayLen(len(vs)); err != nil {
-		return nil, err
-	}
+	err := enc.EncodeArrayLen(len(vs))
 	for _, v := range vs {
-		if err := c.Encode(enc, v); err != nil {
-			return nil, err
+		if err != nil {
+			break
 		}
+		err = c.Encode(enc, v)
 	}
-	return sized(buf.Bytes())
+	return sized(&buf, err)
 }
 
 // Encode writes v: a table whose keys are exactly 1..n as an array, one

@@ -495,3 +495,18 @@ func TestGoLuaGoRoundTrip(t *testing.T) {
 		})
 	}
 }
+
+// TestLuaCodecValueTooLarge: a table holding the same table twice, forty
+// levels deep, is not shareable, and encoding it stops at MaxValueSize
+// instead of expanding 2^40 leaves.
+func TestLuaCodecValueTooLarge(t *testing.T) {
+	L := newLuaState(t)
+	c := newLuaCodec(L)
+	if err := L.DoString(`t = string.rep("leaf", 2^18) for i = 1, 40 do t = {t, t} end`); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Marshal(L.GetGlobal("t"))
+	wantCode(t, err, protocol.CodeNotShareable)
+	_, err = c.MarshalList([]lua.LValue{L.GetGlobal("t")})
+	wantCode(t, err, protocol.CodeNotShareable)
+}

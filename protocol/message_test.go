@@ -259,9 +259,10 @@ func TestDecodeMessageBoundsBodyNesting(t *testing.T) {
 // value is checked against is not silently lowered on the wire.
 func TestDeepestArgumentCrossesInARequest(t *testing.T) {
 	arg := nestList(protocol.MaxDepth-1, "leaf")
-	args, err := msgpack.Marshal(protocol.Values{Tier: protocol.Fallback, Items: []any{arg}})
+	var c protocol.Codec
+	args, err := c.MarshalList([]any{arg}, protocol.Fallback)
 	if err != nil {
-		t.Fatalf("Values refuses the argument: %v", err)
+		t.Fatalf("MarshalList refuses the argument: %v", err)
 	}
 	body := mustMarshal(t, protocol.CallParams{Fn: "f", Args: args})
 	m, err := protocol.DecodeMessage(encodeMessage(t, &protocol.Message{Kind: protocol.KindRequest, ID: 1, Method: protocol.MethodCall, Body: body}))

@@ -616,14 +616,14 @@ func TestPeerResults(t *testing.T) {
 		a, _ := startPeers(t, tr, protocol.PeerConfig{}, protocol.PeerConfig{Handlers: map[string]protocol.Handler{
 			"raw": func(context.Context, []byte) (any, error) { return msgpack.RawMessage{0x92, 0x01, 0xa1, 'x'}, nil },
 			"values": func(context.Context, []byte) (any, error) {
-				return protocol.Values{Tier: protocol.Fallback, Items: []any{1, []any{"a"}}}, nil
+				var c protocol.Codec
+				b, err := c.MarshalList([]any{1, []any{"a"}}, protocol.Fallback)
+				return msgpack.RawMessage(b), err
 			},
 			"plain": func(context.Context, []byte) (any, error) { return map[string]int{"k": 1}, nil },
 			"nil":   func(context.Context, []byte) (any, error) { return nil, nil },
 			"chan":  func(context.Context, []byte) (any, error) { return make(chan int), nil },
-			"strict": func(context.Context, []byte) (any, error) {
-				return protocol.Values{Tier: protocol.Strict, Items: []any{map[string]any{}}}, nil
-			},
+			"strict": func(context.Context, []byte) (any, error) { return refusedResult{}, nil },
 		}})
 		ctx := testCtx(t)
 		var c protocol.Codec
@@ -656,6 +656,14 @@ func TestPeerResults(t *testing.T) {
 	})
 }
 
+// refusedResult fails to encode with a typed error, as a value the codec
+// refuses does.
+type refusedResult struct{}
+
+func (refusedResult) EncodeMsgpack(*msgpack.Encoder) error {
+	return protocol.Errorf(protocol.CodeNotShareable, "refused")
+}
+
 func TestPeerParamsThatCannotBeEncoded(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, tr transport) {
 		settleGoroutines(t)
@@ -663,9 +671,9 @@ func TestPeerParamsThatCannotBeEncoded(t *testing.T) {
 		if _, err := a.Go("m", make(chan int)); err == nil {
 			t.Error("Go accepted a chan as params")
 		}
-		_, err := a.Go("m", protocol.Values{Tier: protocol.Strict, Items: []any{1, []any{}}})
+		_, err := a.Go("m", refusedResult{})
 		wantCode(t, err, protocol.CodeNotShareable)
-		_, err = a.Call(testCtx(t), "m", protocol.Values{Tier: protocol.Fallback, Items: []any{func() {}}})
+		_, err = a.Call(testCtx(t), "m", refusedResult{})
 		wantCode(t, err, protocol.CodeNotShareable)
 
 		// Nothing of the failed requests reached the wire.

@@ -3,6 +3,7 @@ package protocol
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -59,13 +60,39 @@ func notShareable(format string, args ...any) *Error {
 // message around the value.
 const MaxValueSize = MaxFrameSize - 1<<20
 
-// sized returns b, an encoded value, or the CodeNotShareable error of one
-// too large to cross.
-func sized(b []byte) ([]byte, error) {
-	if len(b) > MaxValueSize {
-		return nil, notShareable("a value of %d bytes is more than the %d bytes that can cross between interpreters", len(b), MaxValueSize)
+// valueBuffer collects one encoded value and refuses to grow past
+// MaxValueSize. Encoding stops at the first write beyond it, so a value
+// that would expand without bound (a table holding the same table twice,
+// forty levels deep) costs no more than a value too large to send.
+type valueBuffer struct{ bytes.Buffer }
+
+// errValueTooLarge ends an encoding that went past MaxValueSize.
+var errValueTooLarge = errors.New("protocol: value too large")
+
+func (b *valueBuffer) Write(p []byte) (int, error) {
+	if b.Len()+len(p) > MaxValueSize {
+		return 0, errValueTooLarge
 	}
-	return b, nil
+	return b.Buffer.Write(p)
+}
+
+func (b *valueBuffer) WriteByte(c byte) error {
+	if b.Len()+1 > MaxValueSize {
+		return errValueTooLarge
+	}
+	return b.Buffer.WriteByte(c)
+}
+
+// sized returns the value encoding produced, or, for one too large to
+// cross, the CodeNotShareable error saying so.
+func sized(b *valueBuffer, err error) ([]byte, error) {
+	if errors.Is(err, errValueTooLarge) {
+		return nil, notShareable("the value is more than the %d bytes that can cross between interpreters", MaxValueSize)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
 }
 
 // Check reports whether v may cross at tier t, with a CodeNotShareable
@@ -79,14 +106,11 @@ func (c *Codec) Check(v any, t Tier) error {
 
 // Marshal encodes v at tier t.
 func (c *Codec) Marshal(v any, t Tier) ([]byte, error) {
-	var buf bytes.Buffer
+	var buf valueBuffer
 	enc := msgpack.GetEncoder()
 	defer msgpack.PutEncoder(enc)
 	enc.Reset(&buf)
-	if err := c.encode(enc, v, t, 0); err != nil {
-		return nil, err
-	}
-	return sized(buf.Bytes())
+	return sized(&buf, c.encode(enc, v, t, 0))
 }
 
 // Encode writes v at tier t to enc.
@@ -399,35 +423,13 @@ func NormalizeNumber(f float64) any {
 	return f
 }
 
-// Values is a list of Go values that encodes itself as a msgpack array at
-// the given tier: the arguments of a call, for example.
-type Values struct {
-	Codec *Codec
-	Tier  Tier
-	Items []any
-}
-
-var _ msgpack.CustomEncoder = Values{}
-
-// EncodeMsgpack implements msgpack.CustomEncoder.
-func (v Values) EncodeMsgpack(enc *msgpack.Encoder) error {
-	c := v.Codec
-	if c == nil {
-		c = &Codec{}
-	}
-	return c.encodeList(enc, v.Items, v.Tier, 0)
-}
-
 // MarshalList encodes items as one msgpack array at tier t.
 func (c *Codec) MarshalList(items []any, t Tier) ([]byte, error) {
-	var buf bytes.Buffer
+	var buf valueBuffer
 	enc := msgpack.GetEncoder()
 	defer msgpack.PutEncoder(enc)
 	enc.Reset(&buf)
-	if err := c.encodeList(enc, items, t, 0); err != nil {
-		return nil, err
-	}
-	return sized(buf.Bytes())
+	return sized(&buf, c.encodeList(enc, items, t, 0))
 }
 
 // QueueIDs returns the IDs of the queue handles inside the msgpack value b,

@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"strings"
 	"testing"
 	"unsafe"
 
-	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/subinterp/subinterp/protocol"
 )
@@ -283,39 +283,23 @@ func TestCodecQueueHandles(t *testing.T) {
 	}
 }
 
-func TestValuesEncoder(t *testing.T) {
-	c := queueCodec()
-	v := protocol.Values{Codec: c, Tier: protocol.Strict, Items: []any{1, "a", &fakeQueue{id: 3}}}
-	b, err := msgpack.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
+// TestCodecValueTooLarge: a value that encodes past MaxValueSize is not
+// shareable, and encoding stops there: a list holding the same list twice,
+// forty levels deep, would otherwise expand to 2^40 leaves.
+func TestCodecValueTooLarge(t *testing.T) {
+	var c protocol.Codec
+	x := any(strings.Repeat("leaf", 1<<18)) // 1 MiB leaves reach the limit in few writes
+	for range 40 {
+		x = []any{x, x}
 	}
-	got, err := c.Unmarshal(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := []any{int64(1), "a", protocol.QueueRef{ID: 3}}; !valuesEqual(got, want) {
-		t.Errorf("got %s, want %s", show(got), show(want))
-	}
-
-	// The tier is enforced for the items, not just the list.
-	_, err = msgpack.Marshal(protocol.Values{Tier: protocol.Strict, Items: []any{[]any{1}}})
+	_, err := c.Marshal(x, protocol.Fallback)
 	wantCode(t, err, protocol.CodeNotShareable)
-	b, err = msgpack.Marshal(protocol.Values{Tier: protocol.Fallback, Items: []any{[]any{1}}})
-	if err != nil {
-		t.Fatalf("fallback Values: %v", err)
-	}
-	if got, _ := c.Unmarshal(b); !valuesEqual(got, []any{[]any{int64(1)}}) {
-		t.Errorf("got %s", show(got))
-	}
-
-	// A nil Codec behaves as the zero Codec, and no items is an empty list.
-	b, err = msgpack.Marshal(protocol.Values{})
-	if err != nil || !bytes.Equal(b, []byte{0x90}) {
-		t.Errorf("empty Values = %x, %v; want 90", b, err)
-	}
-	_, err = msgpack.Marshal(protocol.Values{Items: []any{&fakeQueue{}}})
+	_, err = c.MarshalList([]any{x}, protocol.Fallback)
 	wantCode(t, err, protocol.CodeNotShareable)
+	b, err := c.Marshal(strings.Repeat("x", protocol.MaxValueSize-16), protocol.Fallback)
+	if err != nil || len(b) > protocol.MaxValueSize {
+		t.Errorf("a string just under the limit: %d bytes, %v", len(b), err)
+	}
 }
 
 // wire helpers for hand-built msgpack.
