@@ -620,9 +620,9 @@ func TestPeerResults(t *testing.T) {
 				b, err := c.MarshalList([]any{1, []any{"a"}}, protocol.Fallback)
 				return msgpack.RawMessage(b), err
 			},
-			"plain": func(context.Context, []byte) (any, error) { return map[string]int{"k": 1}, nil },
-			"nil":   func(context.Context, []byte) (any, error) { return nil, nil },
-			"chan":  func(context.Context, []byte) (any, error) { return make(chan int), nil },
+			"plain":  func(context.Context, []byte) (any, error) { return map[string]int{"k": 1}, nil },
+			"nil":    func(context.Context, []byte) (any, error) { return nil, nil },
+			"chan":   func(context.Context, []byte) (any, error) { return make(chan int), nil },
 			"strict": func(context.Context, []byte) (any, error) { return refusedResult{}, nil },
 		}})
 		ctx := testCtx(t)

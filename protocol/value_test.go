@@ -10,7 +10,6 @@ import (
 	"testing"
 	"unsafe"
 
-
 	"github.com/subinterp/subinterp/protocol"
 )
 
