@@ -41,6 +41,7 @@ var contract = []struct {
 	{"Describe", contractDescribe},
 	{"RestartPolicy", contractRestart},
 	{"Pool", contractPool},
+	{"CreateFromLua", contractCreateFromLua},
 }
 
 // TestContractLocal runs the contract on local runtimes.
@@ -576,4 +577,27 @@ func contractPool(t *testing.T, rt *interpreters.Runtime) {
 	wantErr(t, "Submit after Shutdown", err, interpreters.ErrPoolShutdown)
 	// Every worker was recycled (by RSS) or closed at Shutdown.
 	wantList(t, "ListAll after Shutdown", listAll(t, rt), rt.GetMain())
+}
+
+// contractCreateFromLua: interpreters Lua creates are the runtime's like
+// any other, inherit their creator's limits, and are capped by its create
+// limit.
+func contractCreateFromLua(t *testing.T, rt *interpreters.Runtime) {
+	it := create(t, rt, interpreters.WithCreateLimit(2), interpreters.WithOutputLimit(10))
+	got := mustCall(t, it, `function()
+		local I = require("interpreters")
+		local a, b = I.create(), I.create()
+		local ok, e = pcall(I.create)
+		return a.id, b.id, ok, e.type
+	end`)
+	tu, ok := got.(interpreters.Tuple)
+	if !ok || len(tu) != 4 {
+		t.Fatalf("create from Lua returned %#v", got)
+	}
+	wantEqual(t, "the third create", tu[2:], interpreters.Tuple{false, "InterpreterError"})
+	child, err := rt.Lookup(tu[0].(int64))
+	if err != nil {
+		t.Fatalf("Lookup of the Lua-made interpreter: %v", err)
+	}
+	wantErr(t, "the child past its creator's output limit", child.Exec(`print(string.rep("x", 100))`), interpreters.ErrOutputLimit)
 }
