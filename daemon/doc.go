@@ -11,7 +11,9 @@
 // connection holds are released when it closes. Output of a call goes back
 // to the connection that made it.
 //
-// Shutdown (the context of Serve ending, on SIGTERM or SIGINT in the CLI)
-// stops accepting, lets in-flight calls finish for a grace period, cancels
-// what is left, closes every interpreter and removes the socket.
+// Shutdown (the context of Serve ending, on SIGTERM, SIGINT or SIGHUP in
+// the CLI) stops accepting, ends the queue operations that are only
+// waiting, lets in-flight calls finish for a grace period (cut short by
+// Abort, a second signal in the CLI), cancels what is left, closes every
+// interpreter and removes the socket.
 package daemon

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -348,4 +349,235 @@ func mustAtoi(t *testing.T, s string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// waitLog waits until serve's log holds want n times or more.
+func (s *serveProc) waitLog(t *testing.T, want string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(bounded)
+	for strings.Count(s.logs.String(), want) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not log %s within %v:\n%s", want, bounded, s.logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// cliProc is a CLI command running as a child process.
+type cliProc struct {
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+	exited chan struct{}
+}
+
+// startCLI starts the binary with args; stdin nil is the null device. It
+// is killed when the test ends if it is still running.
+func startCLI(t *testing.T, bin string, stdin io.Reader, args ...string) *cliProc {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = cleanEnv()
+	cmd.Stdin = stdin
+	p := &cliProc{cmd: cmd, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		_ = cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.exited:
+		default:
+			_ = cmd.Process.Kill()
+			<-p.exited
+		}
+	})
+	return p
+}
+
+// wait waits for the command to exit and returns its exit code.
+func (p *cliProc) wait(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-p.exited:
+	case <-time.After(bounded):
+		t.Fatalf("%v did not exit within %v; stderr:\n%s", p.cmd.Args, bounded, p.stderr.String())
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+// startLoop runs an endless exec in interpreter id and waits until the
+// daemon lists it running.
+func startLoop(t *testing.T, bin, sock, id string) *cliProc {
+	t.Helper()
+	loop := startCLI(t, bin, nil, "exec", id, "-e", "while true do end", "--socket", sock)
+	deadline := time.Now().Add(bounded)
+	for {
+		es := lsJSON(t, bin, sock)
+		if len(es) > 0 && es[0]["state"] == "running" {
+			return loop
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the loop was never seen running")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestServeBinarySignals: SIGHUP shuts the daemon down as SIGTERM does; a
+// second signal forces a shutdown whose grace has not run out; a zero
+// --shutdown-grace means no grace.
+func TestServeBinarySignals(t *testing.T) {
+	t.Parallel()
+	bin := buildCLI(t)
+	dir := socketDir(t)
+
+	t.Run("SIGHUP", func(t *testing.T) {
+		sock := filepath.Join(dir, "hup.sock")
+		srv := startServe(t, bin, sock)
+		runCLI(t, nil, bin, "", "create", "--socket", sock).want(t, "create", 0)
+		worker := int(lsJSON(t, bin, sock)[0]["pid"].(float64))
+		if err := srv.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		if code := srv.wait(t, bounded); code != 0 {
+			t.Errorf("serve exited with %d after SIGHUP, want 0:\n%s", code, srv.logs.String())
+		}
+		if _, err := os.Stat(sock); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("socket still there after SIGHUP: %v", err)
+		}
+		waitProcessGone(t, worker)
+		if !strings.Contains(srv.logs.String(), `"@message":"stopped"`) {
+			t.Errorf("no clean stop in the log:\n%s", srv.logs.String())
+		}
+	})
+
+	t.Run("SecondSignalForces", func(t *testing.T) {
+		sock := filepath.Join(dir, "force.sock")
+		srv := startServe(t, bin, sock, "--shutdown-grace", "1h")
+		id := strings.TrimSpace(runCLI(t, nil, bin, "", "create", "--socket", sock).want(t, "create", 0).stdout)
+		loop := startLoop(t, bin, sock, id)
+		if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		srv.waitLog(t, `"@message":"shutting down"`, 1)
+		if err := srv.cmd.Process.Signal(syscall.SIGINT); err != nil {
+			t.Fatal(err)
+		}
+		if code := srv.wait(t, bounded); code != 0 {
+			t.Errorf("serve exited with %d after a forced stop, want 0:\n%s", code, srv.logs.String())
+		}
+		if !strings.Contains(srv.logs.String(), "shutdown forced") {
+			t.Errorf("the log does not say the shutdown was forced:\n%s", srv.logs.String())
+		}
+		if code := loop.wait(t); code != 69 || !strings.Contains(loop.stderr.String(), "shut down") {
+			t.Errorf("the call in flight: exit code %d, stderr %q; want 69 and a shutdown message", code, loop.stderr.String())
+		}
+	})
+
+	t.Run("NoGrace", func(t *testing.T) {
+		sock := filepath.Join(dir, "nograce.sock")
+		srv := startServe(t, bin, sock, "--shutdown-grace", "0")
+		id := strings.TrimSpace(runCLI(t, nil, bin, "", "create", "--socket", sock).want(t, "create", 0).stdout)
+		loop := startLoop(t, bin, sock, id)
+		if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if code := srv.wait(t, bounded); code != 0 {
+			t.Errorf("serve exited with %d, want 0:\n%s", code, srv.logs.String())
+		}
+		logs := srv.logs.String()
+		if !strings.Contains(logs, `"grace":0,`) || strings.Contains(logs, "after the grace period") {
+			t.Errorf("--shutdown-grace 0 gave the call in flight a grace:\n%s", logs)
+		}
+		if code := loop.wait(t); code != 69 {
+			t.Errorf("the call in flight: exit code %d, want 69; stderr %q", code, loop.stderr.String())
+		}
+	})
+}
+
+// TestCLIBinaryInterrupts: a command cut short by SIGINT exits 130 and
+// says it was interrupted, and by SIGTERM 143, wherever the signal finds
+// it: waiting on a queue, reading stdin, connecting.
+func TestCLIBinaryInterrupts(t *testing.T) {
+	t.Parallel()
+	bin := buildCLI(t)
+	dir := socketDir(t)
+	sock := filepath.Join(dir, "d.sock")
+	srv := startServe(t, bin, sock)
+	empty := strings.TrimSpace(runCLI(t, nil, bin, "", "queue", "create", "--socket", sock).want(t, "queue create", 0).stdout)
+	full := strings.TrimSpace(runCLI(t, nil, bin, "", "queue", "create", "--maxsize", "1", "--socket", sock).want(t, "queue create", 0).stdout)
+	runCLI(t, nil, bin, "", "queue", "put", full, "1", "--socket", sock).want(t, "queue put", 0)
+	id := strings.TrimSpace(runCLI(t, nil, bin, "", "create", "--socket", sock).want(t, "create", 0).stdout)
+
+	for _, c := range []struct {
+		name  string
+		args  []string
+		sig   syscall.Signal
+		code  int
+		stdin bool // a stdin that never closes
+	}{
+		{"QueueGetSIGINT", []string{"queue", "get", empty}, syscall.SIGINT, 130, false},
+		{"QueuePutSIGINT", []string{"queue", "put", full, "2"}, syscall.SIGINT, 130, false},
+		{"QueueGetSIGTERM", []string{"queue", "get", empty}, syscall.SIGTERM, 143, false},
+		{"ExecStdinSIGINT", []string{"exec", id}, syscall.SIGINT, 130, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var stdin io.Reader
+			if c.stdin {
+				// An *os.File goes to the child as it is: Wait does not
+				// wait on a copy from it.
+				r, w, err := os.Pipe()
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { r.Close(); w.Close() })
+				stdin = r
+			}
+			// Once its connection is logged, the command has its signal
+			// handling in place.
+			n := strings.Count(srv.logs.String(), `"@message":"client connected"`)
+			p := startCLI(t, bin, stdin, append(c.args, "--socket", sock)...)
+			srv.waitLog(t, `"@message":"client connected"`, n+1)
+			if err := p.cmd.Process.Signal(c.sig); err != nil {
+				t.Fatal(err)
+			}
+			if code := p.wait(t); code != c.code || !strings.Contains(p.stderr.String(), "interrupted") {
+				t.Errorf("%v cut short by %v: exit code %d, stderr %q; want %d and that it was interrupted", c.args, c.sig, code, p.stderr.String(), c.code)
+			}
+		})
+	}
+
+	t.Run("CreateConnectingSIGINT", func(t *testing.T) {
+		// A socket that accepts and never answers: create is connecting.
+		hung := filepath.Join(dir, "hung.sock")
+		l, err := net.Listen("unix", hung)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		accepted := make(chan net.Conn, 1)
+		go func() {
+			if c, err := l.Accept(); err == nil {
+				accepted <- c
+			}
+		}()
+		// --timeout 1h: the hello's own deadline is then an hour away,
+		// and only the signal can end the wait for its answer.
+		p := startCLI(t, bin, nil, "create", "--socket", hung, "--timeout", "1h")
+		select {
+		case c := <-accepted:
+			defer c.Close()
+		case <-time.After(bounded):
+			t.Fatal("create never connected")
+		}
+		if err := p.cmd.Process.Signal(syscall.SIGINT); err != nil {
+			t.Fatal(err)
+		}
+		if code := p.wait(t); code != 130 || !strings.Contains(p.stderr.String(), "interrupted") {
+			t.Errorf("create interrupted while connecting: exit code %d, stderr %q; want 130 and that it was interrupted", code, p.stderr.String())
+		}
+	})
 }

@@ -20,8 +20,9 @@ const (
 	exitUsage       = 2   // bad flags or arguments
 	exitNotFound    = 3   // no such interpreter or queue
 	exitUnavailable = 69  // the daemon is not running (EX_UNAVAILABLE)
-	exitNoPerm      = 77  // the daemon refused this user or token (EX_NOPERM)
-	exitInterrupted = 130 // stopped by SIGINT
+	exitNoPerm      = 77  // the daemon refused this user or token, or failed TLS verification (EX_NOPERM)
+	exitInterrupted = 130 // stopped by SIGINT (128 + 2)
+	exitTerminated  = 143 // stopped by SIGTERM (128 + 15)
 )
 
 // exitError carries an exit code through cobra to Main.
@@ -42,9 +43,10 @@ func (e *exitError) Unwrap() error { return e.err }
 // -ldflags "-X main.Version=...".
 var Version = "dev"
 
-// newApp builds the command tree. stdout and stderr are parameters so tests
-// can run commands in-process.
-func newApp(stdout, stderr io.Writer) *cobra.Command {
+// newApp builds the command tree around g, the settings its commands
+// share. stdout and stderr are parameters so tests can run commands
+// in-process.
+func newApp(g *clientFlags, stdout, stderr io.Writer) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "subinterp",
 		Short: "Run Lua scripts in isolated interpreters, one worker process each",
@@ -53,20 +55,24 @@ process: "subinterp run" with no daemon, or a supervisor daemon ("subinterp
 serve") that keeps interpreters alive between commands, driven by create,
 exec, call, ls, close, queue and repl.
 
-Every flag can also be set from the environment as SUBINTERP_<FLAG>, with
-dashes as underscores: SUBINTERP_SOCKET, SUBINTERP_TOKEN_FILE, ...
-Exit codes: 0 ok, 1 the script or command failed, 2 bad usage, 3 no such
-interpreter or queue, 69 no daemon running, 77 refused by the daemon,
-130 interrupted.`,
+The daemon's socket is $XDG_RUNTIME_DIR/subinterp.sock, else
+/tmp/subinterp-$UID/subinterp.sock; --socket on each command names another.
+The settings that say where the daemon is and how to reach it can also come
+from the environment, a flag on the command line winning: SUBINTERP_SOCKET,
+SUBINTERP_TOKEN_FILE, SUBINTERP_TLS_CA, SUBINTERP_TIMEOUT, SUBINTERP_DEBUG.
+
+Exit codes: 0 ok, 1 the script or command failed or timed out, 2 bad usage,
+3 no such interpreter or queue, 69 no daemon running, 77 refused by the
+daemon or its TLS certificate failed verification, 130 interrupted by
+SIGINT, 143 by SIGTERM; run exits with the status a script gives os.exit.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	g := &clientFlags{}
 	root.PersistentPreRunE = g.preRun
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	addClientFlags(root, g)
-	root.AddCommand(newRunCommand(), newVersionCommand(), newServeCommand(g),
+	g.addDebugFlag(root)
+	root.AddCommand(newRunCommand(g), newVersionCommand(), newServeCommand(g),
 		newCreateCommand(g), newLsCommand(g), newExecCommand(g), newCallCommand(g),
 		newCloseCommand(g), newQueueCommand(g), newReplCommand(g))
 	return root
@@ -79,12 +85,23 @@ func Main(args []string) int {
 
 // execute runs the CLI on the given streams and returns the exit code.
 func execute(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	app := newApp(stdout, stderr)
+	g := &clientFlags{}
+	app := newApp(g, stdout, stderr)
 	app.SetIn(stdin)
 	app.SetArgs(args)
 	err := app.Execute()
 	if err == nil {
 		return exitOK
+	}
+	// A command cut short reports why, not what the call it cut short
+	// said about it ("queue 1 is empty", "context canceled").
+	if se := g.stopped(); se != nil {
+		err = se
+	}
+	var se *stopError
+	if errors.As(err, &se) {
+		fmt.Fprintln(stderr, "subinterp:", se)
+		return se.code
 	}
 	var ee *exitError
 	if errors.As(err, &ee) {

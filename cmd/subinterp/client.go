@@ -6,9 +6,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
 	"syscall"
@@ -21,35 +21,76 @@ import (
 	"github.com/subinterp/subinterp/interpreters"
 )
 
-// envPrefix prefixes the environment form of every flag.
+// envPrefix prefixes the environment form of the settings that have one.
 const envPrefix = "SUBINTERP_"
 
-// clientFlags select and reach the daemon; they are global, so every
-// command (serve included) agrees on the socket.
+// envAnnotation marks a flag that its SUBINTERP_<FLAG> environment
+// variable may set: only the settings that say where the daemon is and
+// how to reach it, never a command's own input (the code of exec -e).
+const envAnnotation = "subinterp_env"
+
+// clientFlags select and reach the daemon. Each command registers the ones
+// it uses, so that none lists a flag it would ignore; they share one set
+// of variables, so every command (serve included) agrees on the socket.
 type clientFlags struct {
 	socket    string
 	tokenFile string
 	tlsCA     string
 	timeout   time.Duration
 	debug     bool
+
+	// ctx is the context commandContext gave the command, for Main to
+	// tell why it ended.
+	ctx context.Context
 }
 
-func addClientFlags(root *cobra.Command, g *clientFlags) {
+// addDebugFlag registers --debug on the root, for every command.
+func (g *clientFlags) addDebugFlag(root *cobra.Command) {
 	f := root.PersistentFlags()
-	f.StringVar(&g.socket, "socket", daemon.DefaultSocket(),
-		"the daemon's address: a Unix socket path, unix://PATH or tcp://HOST:PORT\n(default per user: $XDG_RUNTIME_DIR/subinterp.sock, else /tmp/subinterp-$UID/subinterp.sock)")
-	f.StringVar(&g.tokenFile, "token-file", "", "file holding the token TCP clients present (serve: the token they must present)")
-	f.StringVar(&g.tlsCA, "tls-ca", "", "PEM file of the CA that signed the daemon's certificate, for tcp:// addresses (default: system roots)")
-	f.DurationVar(&g.timeout, "timeout", 0, "give up on the command after this long (0: never)")
 	f.BoolVar(&g.debug, "debug", false, "print the effective settings, with their environment names, to stderr")
+	bindEnv(f, "debug")
 }
 
-// preRun binds every flag not given on the command line to its
-// SUBINTERP_<FLAG> environment variable, in one place for every command.
+// addControlFlags registers what a control command needs to reach the
+// daemon: --socket, --token-file, --tls-ca and --timeout.
+func (g *clientFlags) addControlFlags(f *pflag.FlagSet) {
+	g.addSocketFlag(f, "the daemon's address: a Unix socket path, unix://PATH or tcp://HOST:PORT\n(default per user: $XDG_RUNTIME_DIR/subinterp.sock, else /tmp/subinterp-$UID/subinterp.sock)")
+	g.addTokenFileFlag(f, "file holding the token to present to a daemon on tcp://")
+	f.StringVar(&g.tlsCA, "tls-ca", "", "PEM file of the CA that signed the daemon's certificate, for tcp:// addresses (default: system roots)")
+	bindEnv(f, "tls-ca")
+	g.addTimeoutFlag(f)
+}
+
+func (g *clientFlags) addSocketFlag(f *pflag.FlagSet, usage string) {
+	f.StringVar(&g.socket, "socket", daemon.DefaultSocket(), usage)
+	bindEnv(f, "socket")
+}
+
+func (g *clientFlags) addTokenFileFlag(f *pflag.FlagSet, usage string) {
+	f.StringVar(&g.tokenFile, "token-file", "", usage)
+	bindEnv(f, "token-file")
+}
+
+// addTimeoutFlag registers --timeout: for every command that has it, how
+// long the whole command may take, Lua code and all.
+func (g *clientFlags) addTimeoutFlag(f *pflag.FlagSet) {
+	f.DurationVar(&g.timeout, "timeout", 0, "give up on the command after this long, stopping any Lua code it runs (0: never)")
+	bindEnv(f, "timeout")
+}
+
+// bindEnv lets SUBINTERP_<FLAG> set the flag name of f.
+func bindEnv(f *pflag.FlagSet, name string) {
+	if err := f.SetAnnotation(name, envAnnotation, []string{envName(name)}); err != nil {
+		panic(err) // a flag registered just before: a bug if missing
+	}
+}
+
+// preRun sets every environment-bound flag not given on the command line
+// from its SUBINTERP_<FLAG> variable, in one place for every command.
 func (g *clientFlags) preRun(cmd *cobra.Command, _ []string) error {
 	var bad error
 	cmd.Flags().VisitAll(func(f *pflag.Flag) {
-		if f.Changed || f.Name == "help" || bad != nil {
+		if f.Changed || f.Annotations[envAnnotation] == nil || bad != nil {
 			return
 		}
 		if v, ok := os.LookupEnv(envName(f.Name)); ok {
@@ -64,8 +105,12 @@ func (g *clientFlags) preRun(cmd *cobra.Command, _ []string) error {
 	if g.debug {
 		w := cmd.ErrOrStderr()
 		cmd.Flags().VisitAll(func(f *pflag.Flag) {
-			if f.Name != "help" {
+			switch {
+			case f.Name == "help":
+			case f.Annotations[envAnnotation] != nil:
 				fmt.Fprintf(w, "%s=%s\n", envName(f.Name), f.Value.String())
+			default:
+				fmt.Fprintf(w, "--%s=%s\n", f.Name, f.Value.String())
 			}
 		})
 	}
@@ -74,21 +119,6 @@ func (g *clientFlags) preRun(cmd *cobra.Command, _ []string) error {
 
 func envName(flag string) string {
 	return envPrefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
-}
-
-// commandContext is the context of one control command: it ends on one of
-// sigs or --timeout.
-func (g *clientFlags) commandContext(cmd *cobra.Command, sigs ...os.Signal) (context.Context, context.CancelFunc) {
-	parent := cmd.Context()
-	if parent == nil {
-		parent = context.Background()
-	}
-	ctx, stop := signal.NotifyContext(parent, sigs...)
-	if g.timeout <= 0 {
-		return ctx, stop
-	}
-	ctx, cancel := context.WithTimeout(ctx, g.timeout)
-	return ctx, func() { cancel(); stop() }
 }
 
 // connect is the one way a control command reaches the daemon: it returns
@@ -140,9 +170,15 @@ func (g *clientFlags) connectCatching(cmd *cobra.Command, sigs ...os.Signal) (ct
 			opts = append(opts, interpreters.WithTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
 		}
 	}
-	rt, err = interpreters.Dial(ctx, addr, opts...)
+	rt, err = dial(ctx, addr, opts)
 	if err != nil {
+		var badCert *tls.CertificateVerificationError
 		switch {
+		case errors.As(err, &badCert):
+			// The daemon answered: it is no missing daemon, but one this
+			// client may not trust, which is an authentication failure.
+			return nil, nil, nil, &exitError{code: exitNoPerm, err: fmt.Errorf(
+				"TLS verification of the daemon at %s failed: %v\ngive the CA that signed its certificate with --tls-ca (SUBINTERP_TLS_CA)", addr, badCert.Err)}
 		case errors.Is(err, interpreters.ErrPermissionDenied):
 			return nil, nil, nil, &exitError{code: exitNoPerm, err: err}
 		case errors.Is(err, interpreters.ErrUnavailable) && errors.Is(err, fs.ErrPermission):
@@ -157,6 +193,33 @@ func (g *clientFlags) connectCatching(cmd *cobra.Command, sigs ...os.Signal) (ct
 		return nil, nil, nil, err
 	}
 	return ctx, rt, func() { _ = rt.Close(); cancel() }, nil
+}
+
+// dial is interpreters.Dial that returns as soon as ctx ends: Dial's hello
+// heeds only ctx's deadline, so a daemon that accepts and never answers
+// would hold a signal up until it passed. A runtime that connects after
+// all is closed.
+func dial(ctx context.Context, addr string, opts []interpreters.Option) (*interpreters.Runtime, error) {
+	type result struct {
+		rt  *interpreters.Runtime
+		err error
+	}
+	dialed := make(chan result, 1)
+	go func() {
+		rt, err := interpreters.Dial(ctx, addr, opts...)
+		dialed <- result{rt, err}
+	}()
+	select {
+	case r := <-dialed:
+		return r.rt, r.err
+	case <-ctx.Done():
+		go func() {
+			if r := <-dialed; r.rt != nil {
+				_ = r.rt.Close()
+			}
+		}()
+		return nil, context.Cause(ctx)
+	}
 }
 
 func notRunning(addr, why string) error {
@@ -185,18 +248,28 @@ func parseID(arg, what string) (int64, error) {
 }
 
 // scriptError reports a failed call the way `run` does: an uncaught Lua
-// error prints its formatted message and traceback and exits 1; an
-// interrupted call exits 130; anything else goes up with its own code.
+// error prints its formatted message and traceback and exits 1; anything
+// else goes up with its own code (an interrupted or timed-out call is
+// reported by Main, from the command's context).
 func scriptError(cmd *cobra.Command, err error) error {
 	var ef *interpreters.ExecutionFailed
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &ef):
-		fmt.Fprintln(cmd.ErrOrStderr(), ef.Error())
+	if errors.As(err, &ef) {
+		printFailure(cmd.ErrOrStderr(), ef)
 		return &exitError{code: exitFailure}
-	case errors.Is(err, context.Canceled):
-		return &exitError{code: exitInterrupted, err: errors.New("interrupted")}
 	}
 	return err
+}
+
+// printFailure writes an uncaught Lua error: its formatted message, then
+// the interpreter's traceback or source pointer under a header, when there
+// is one that says more than the message (a MemoryError has none, and a
+// SyntaxError's display ends with its message again).
+func printFailure(w io.Writer, ef *interpreters.ExecutionFailed) {
+	fmt.Fprintln(w, ef.Formatted)
+	display := strings.TrimRight(ef.Errdisplay, " \t\r\n")
+	display = strings.TrimRight(strings.TrimSuffix(display, ef.Formatted), " \t\r\n")
+	if strings.TrimSpace(display) == "" {
+		return
+	}
+	fmt.Fprintf(w, "\nUncaught in the interpreter:\n\n%s\n", display)
 }

@@ -5,7 +5,7 @@ import (
 )
 
 func newCallCommand(g *clientFlags) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "call ID FN [ARG...]",
 		Short: "Call a Lua function in one of the daemon's interpreters and print the result as JSON",
 		Long: `Call FN in the interpreter and print its result as one line of JSON. FN is a
@@ -33,7 +33,7 @@ error on stderr and exits 1.`,
 			for _, a := range args[2:] {
 				v, err := parseJSONValue(rt, a)
 				if err != nil {
-					return &exitError{code: exitUsage, err: err}
+					return err
 				}
 				callArgs = append(callArgs, v)
 			}
@@ -44,4 +44,6 @@ error on stderr and exits 1.`,
 			return writeJSON(cmd.OutOrStdout(), res)
 		},
 	}
+	g.addControlFlags(cmd.Flags())
+	return cmd
 }

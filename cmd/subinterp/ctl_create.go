@@ -43,5 +43,6 @@ goes to stdout. It lives until "subinterp close ID" or the daemon stops.`,
 	f := cmd.Flags()
 	interp.register(f)
 	f.DurationVar(&callTimeout, "call-timeout", 0, "wall-clock limit per call (0: none)")
+	g.addControlFlags(f)
 	return cmd
 }

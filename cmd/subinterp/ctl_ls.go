@@ -72,6 +72,7 @@ and the worker's resident memory and CPU time. --json prints a JSON array.`,
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array instead of a table")
+	g.addControlFlags(cmd.Flags())
 	return cmd
 }
 

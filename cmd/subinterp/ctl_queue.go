@@ -23,6 +23,7 @@ reaches it with require("interpreters").Queue(ID).`,
 	}
 	cmd.AddCommand(newQueueCreateCommand(g), newQueuePutCommand(g), newQueueGetCommand(g),
 		newQueueLsCommand(g), newQueueRmCommand(g))
+	g.addControlFlags(cmd.PersistentFlags())
 	return cmd
 }
 
@@ -67,9 +68,9 @@ func newQueueCreateCommand(g *clientFlags) *cobra.Command {
 		Use:   "create",
 		Short: "Create a pinned queue and print its ID",
 		Long: `Create a queue in the daemon and print its ID. The daemon keeps it until
-"subinterp queue rm ID". --maxsize bounds it (0: unbounded); --unbound says
-what becomes of an item whose interpreter is closed: replace (Get returns
-UNBOUND), error, or remove.`,
+"subinterp queue rm ID". --maxsize bounds it (0 or less: unbounded);
+--unbound says what becomes of an item whose interpreter is closed:
+replace (Get returns UNBOUND), error, or remove.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			mode, err := parseUnbound(unbound)
@@ -92,7 +93,7 @@ UNBOUND), error, or remove.`,
 			return nil
 		},
 	}
-	cmd.Flags().IntVar(&maxsize, "maxsize", 0, "maximum number of items (0: unbounded)")
+	cmd.Flags().IntVar(&maxsize, "maxsize", 0, "maximum number of items (0 or less: unbounded)")
 	cmd.Flags().StringVar(&unbound, "unbound", "replace", "fate of an item whose interpreter is closed: replace, error or remove")
 	return cmd
 }
@@ -106,7 +107,10 @@ func newQueuePutCommand(g *clientFlags) *cobra.Command {
 		Use:   "put ID JSON",
 		Short: "Put a JSON value into a queue",
 		Long: `Put one item, given as a JSON value, into the queue. It waits while the queue
-is full (bounded by --timeout); with --nowait a full queue fails at once.`,
+is full (bounded by --timeout); with --nowait a full queue fails at once
+(exit code 1). An item that is not a JSON value a Lua value can hold exactly
+(an integer beyond ±(2^53-1), a number out of range) is a usage error (2);
+a {"$queue": ID} of a queue that does not exist exits 3.`,
 		Example: `  subinterp queue put 1 '{"job": 7, "args": [1, 2]}'`,
 		Args:    cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -129,7 +133,7 @@ is full (bounded by --timeout); with --nowait a full queue fails at once.`,
 			}
 			v, err := parseJSONValue(rt, args[1])
 			if err != nil {
-				return &exitError{code: exitUsage, err: err}
+				return err
 			}
 			if nowait {
 				return q.PutNowait(v, opts...)

@@ -18,15 +18,20 @@ import (
 )
 
 func newReplCommand(g *clientFlags) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "repl ID",
 		Short: "Read-eval-print loop on one of the daemon's interpreters",
 		Long: `Read Lua from stdin a chunk at a time and run it in the interpreter. A line
-that leaves a chunk unfinished (an open block, string or call) asks for
-more. An expression prints its value as JSON; a statement runs as Exec.
+that is an expression ("x", "math.pi", "f(1)", "1, 2") prints its values as
+JSON, nil as null; a chunk that starts with return prints what it returns;
+anything else runs as a statement. A line that leaves a chunk unfinished
+(an open block, call or table) asks for more. A blank line ends an
+unfinished chunk: it runs as it stands and reports what it lacks (only
+inside a long string or comment is a blank line part of the chunk).
+
 Errors are printed and the loop goes on; the interpreter keeps its globals
 (locals last one chunk, as in the Lua REPL). Ctrl-C interrupts a running
-chunk; at the prompt, Ctrl-C or end of input ends the loop.
+chunk; at the prompt, Ctrl-C (exit code 130) or end of input ends the loop.
 
 Piped input works too: no prompt is shown, and the exit code is 1 if any
 chunk failed.`,
@@ -56,6 +61,8 @@ chunk failed.`,
 			return r.run(in)
 		},
 	}
+	g.addControlFlags(cmd.Flags())
+	return cmd
 }
 
 // isTerminal reports whether r is a character device: a prompt is shown
@@ -130,9 +137,9 @@ func (r *repl) run(in io.Reader) error {
 			if r.interactive {
 				fmt.Fprintln(r.out)
 			}
-			return &exitError{code: exitInterrupted}
+			return interrupted(os.Interrupt)
 		case <-r.ctx.Done():
-			return r.end(r.ctx.Err())
+			return r.end(r.ctx)
 		}
 		if !ok {
 			if err := <-readErr; !errors.Is(err, io.EOF) {
@@ -144,8 +151,9 @@ func (r *repl) run(in io.Reader) error {
 			if r.interactive {
 				fmt.Fprintln(r.out)
 			}
-			return r.end(nil)
+			return r.end(r.ctx)
 		}
+		pending := strings.TrimSpace(chunk.String()) != ""
 		chunk.WriteString(line)
 		src := chunk.String()
 		if strings.TrimSpace(src) == "" {
@@ -153,33 +161,39 @@ func (r *repl) run(in io.Reader) error {
 			r.prompt(false)
 			continue
 		}
-		if incomplete(src) {
+		more, inLong := incomplete(src)
+		if _, isValue := valueBlock(src); isValue {
+			more = false
+		}
+		// A blank line ends an unfinished chunk, so that one that cannot
+		// be finished says so rather than keep asking for more.
+		if more && !(pending && strings.TrimSpace(line) == "" && !inLong) {
 			r.prompt(true)
 			continue
 		}
 		chunk.Reset()
 		r.eval(src, sigs)
 		if r.ctx.Err() != nil {
-			return r.end(r.ctx.Err())
+			return r.end(r.ctx)
 		}
 		r.prompt(false)
 	}
 }
 
-func (r *repl) end(err error) error {
+// end is the loop's result once it stops: why the command's context ended
+// (SIGTERM or --timeout), else failure if a piped chunk failed.
+func (r *repl) end(ctx context.Context) error {
 	switch {
-	case errors.Is(err, context.DeadlineExceeded):
-		return &exitError{code: exitFailure, err: errors.New("timed out")}
-	case err != nil:
-		return &exitError{code: exitInterrupted}
+	case ctx.Err() != nil:
+		return context.Cause(ctx)
 	case r.failed && !r.interactive:
 		return &exitError{code: exitFailure}
 	}
 	return nil
 }
 
-// eval runs one chunk: as an expression whose value is printed if it
-// parses as one, else as a statement. Ctrl-C cancels it.
+// eval runs one chunk: an expression, or a block that returns, has its
+// values printed; anything else runs as a statement. Ctrl-C cancels it.
 func (r *repl) eval(src string, sigs <-chan os.Signal) {
 	ctx, cancel := context.WithCancel(r.ctx)
 	defer cancel()
@@ -192,35 +206,13 @@ func (r *repl) eval(src string, sigs <-chan os.Signal) {
 		case <-stop:
 		}
 	}()
-	expr := strings.TrimSpace(src)
-	expr = strings.TrimPrefix(expr, "=") // Lua 5.1's "=expr"
-	body := ""
-	switch {
-	case parses("return " + expr):
-		body = "return " + expr
-	case strings.HasPrefix(expr, "return") && parses(expr):
-		body = expr // a chunk that returns: its values are printed too
-	}
-	if body != "" {
-		res, err := r.it.CallContext(ctx, "function() "+body+"\nend")
+	if block, ok := valueBlock(src); ok {
+		res, err := r.it.CallContext(ctx, valuesFn(block))
 		if err != nil {
 			r.report(err)
 			return
 		}
-		if res == nil {
-			return
-		}
-		if t, ok := res.(interpreters.Tuple); ok {
-			for i, v := range t {
-				if i > 0 {
-					fmt.Fprint(r.out, "\t")
-				}
-				_ = writeJSONInline(r.out, v)
-			}
-			fmt.Fprintln(r.out)
-			return
-		}
-		_ = writeJSON(r.out, res)
+		r.printValues(res)
 		return
 	}
 	if err := r.it.ExecContext(ctx, src); err != nil {
@@ -228,15 +220,64 @@ func (r *repl) eval(src string, sigs <-chan os.Signal) {
 	}
 }
 
+// valueBlock returns the block whose values the chunk src prints: "return
+// src" when src is an expression (as the Lua 5.3 REPL and CPython try
+// first), src itself when it is a block that starts with return.
+func valueBlock(src string) (string, bool) {
+	s := strings.TrimSpace(src)
+	s = strings.TrimPrefix(s, "=") // Lua 5.1's "=expr"
+	if parses("return " + s) {
+		return "return " + s, true
+	}
+	if isReturn(s) && parses(s) {
+		return s, true
+	}
+	return "", false
+}
+
+// isReturn reports whether s starts with the keyword return.
+func isReturn(s string) bool {
+	rest, ok := strings.CutPrefix(s, "return")
+	if !ok || rest == "" {
+		return ok
+	}
+	c := rest[0]
+	return !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9')
+}
+
+// valuesFn makes a block into a function whose first result counts the
+// block's results: a nil value then prints as null, while a call that
+// returns nothing (print) prints nothing. The block starts on the first
+// line, so error positions name the user's lines.
+func valuesFn(block string) string {
+	return "function() return (function(...) return select('#', ...), ... end)((function() " + block + "\nend)()) end"
+}
+
+// printValues prints the results of a valuesFn call on one line, as JSON
+// separated by tabs.
+func (r *repl) printValues(res any) {
+	t, ok := res.(interpreters.Tuple)
+	if !ok || len(t) < 2 {
+		return // only the count, 0: no values
+	}
+	for i, v := range t[1:] {
+		if i > 0 {
+			fmt.Fprint(r.out, "\t")
+		}
+		_ = writeJSONInline(r.out, v)
+	}
+	fmt.Fprintln(r.out)
+}
+
 func (r *repl) report(err error) {
 	r.failed = true
+	if r.ctx.Err() != nil {
+		return // the whole loop was stopped: end says why
+	}
 	var ef *interpreters.ExecutionFailed
 	switch {
 	case errors.As(err, &ef):
-		fmt.Fprintln(r.errOut, ef.Formatted)
-		if ef.Errdisplay != "" {
-			fmt.Fprintln(r.errOut, ef.Errdisplay)
-		}
+		printFailure(r.errOut, ef)
 	case errors.Is(err, context.Canceled):
 		fmt.Fprintln(r.errOut, "interrupted")
 	default:
@@ -260,13 +301,17 @@ func parses(src string) bool {
 }
 
 // incomplete reports whether src fails to parse only because it ended too
-// soon: an open block, call, table or long string. A short string left
-// open at the end of a line is an error, as in the Lua REPL.
-func incomplete(src string) bool {
+// soon: an open block, call, table, long string or long comment; inLong
+// says it ends inside a long string or comment. A short string left open
+// at the end of a line is an error, as in the Lua REPL.
+func incomplete(src string) (more, inLong bool) {
 	_, err := parse.Parse(strings.NewReader(src), "=stdin")
 	if err == nil {
-		return false
+		return false, false
 	}
 	msg := err.Error()
-	return strings.Contains(msg, "at EOF") && !strings.Contains(msg, "unterminated string")
+	if !strings.Contains(msg, "at EOF") || strings.Contains(msg, "unterminated string") {
+		return false, false
+	}
+	return true, strings.Contains(msg, "multiline")
 }

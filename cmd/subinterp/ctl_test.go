@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"errors"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -15,7 +18,13 @@ import (
 	"time"
 
 	"github.com/subinterp/subinterp/daemon"
+	"github.com/subinterp/subinterp/internal/testcert"
+	"github.com/subinterp/subinterp/interpreters"
 )
+
+// bounded is the longest a test waits for something that must happen: it
+// detects a hang, and says nothing about speed.
+const bounded = 15 * time.Second
 
 // syncBuffer is a bytes.Buffer safe for a writer goroutine and the test.
 type syncBuffer struct {
@@ -317,4 +326,218 @@ func TestServeCommand(t *testing.T) {
 	if !strings.Contains(errb.String(), `"@message":"serving"`) {
 		t.Errorf("no JSON log line for serving:\n%s", errb.String())
 	}
+}
+
+// createIn creates an interpreter in the daemon on sock and returns its ID.
+func createIn(t *testing.T, sock string) string {
+	t.Helper()
+	return strings.TrimSpace(cli(t, "", "create", "--socket", sock).want(t, "create", 0).stdout)
+}
+
+// TestExecEmptyCode: -e given empty is an empty chunk, not a request to
+// read stdin.
+func TestExecEmptyCode(t *testing.T) {
+	t.Parallel()
+	sock := serveDaemon(t)
+	id := createIn(t, sock)
+	r := cli(t, `print("from stdin")`, "exec", id, "-e", "", "--socket", sock).want(t, "exec -e ''", 0)
+	if r.stdout != "" {
+		t.Errorf("exec -e '' ran stdin: printed %q", r.stdout)
+	}
+	cli(t, "", "exec", id, "-e", "", "-f", "-", "--socket", sock).want(t, "exec -e '' -f -", exitUsage)
+}
+
+// TestExecUnknownBeforeStdin: the interpreter is looked up before stdin is
+// read, so an unknown ID fails at once on a stdin that never closes.
+func TestExecUnknownBeforeStdin(t *testing.T) {
+	t.Parallel()
+	sock := serveDaemon(t)
+	stdin, w := io.Pipe()
+	t.Cleanup(func() { w.Close() })
+	done := make(chan int, 1)
+	var errb syncBuffer
+	go func() {
+		done <- execute([]string{"exec", "999", "--socket", sock}, stdin, io.Discard, &errb)
+	}()
+	select {
+	case code := <-done:
+		if code != exitNotFound {
+			t.Errorf("exec 999 with an open stdin: exit code %d, want %d\n%s", code, exitNotFound, errb.String())
+		}
+	case <-time.After(bounded):
+		t.Fatal("exec 999 waited for stdin to close")
+	}
+}
+
+// TestReplExpressions: a bare expression prints its values; a blank line
+// ends an unfinished chunk, except inside a long string.
+func TestReplExpressions(t *testing.T) {
+	t.Parallel()
+	sock := serveDaemon(t)
+	id := createIn(t, sock)
+	r := cli(t, "x = 6\nx\nprint(1)\nt = {y = 2}\nt.y\nmath.floor(math.pi)\n1+1\nundefined\nx, 'two'\nreturn 1, nil\n", "repl", id, "--socket", sock).want(t, "piped repl of expressions", 0)
+	if want := "6\n1\n2\n3\n2\nnull\n6\t\"two\"\n1\tnull\n"; r.stdout != want {
+		t.Errorf("repl printed %q, want %q", r.stdout, want)
+	}
+	r = cli(t, "y = \n\nprint('next')\ns = [[a\n\nb]]\n#s\n", "repl", id, "--socket", sock).want(t, "a blank line in an unfinished chunk", exitFailure)
+	if r.stdout != "next\n4\n" {
+		t.Errorf("repl printed %q, want the next chunk's output and #s", r.stdout)
+	}
+	if !strings.Contains(r.stderr, "SyntaxError") {
+		t.Errorf("the chunk a blank line ended did not report its syntax error: %q", r.stderr)
+	}
+}
+
+// TestBadValueCodes: values no Lua value holds are usage errors alike; an
+// unknown queue in a value is not found, like any unknown ID.
+func TestBadValueCodes(t *testing.T) {
+	t.Parallel()
+	sock := serveDaemon(t)
+	qid := strings.TrimSpace(cli(t, "", "queue", "create", "--socket", sock).want(t, "queue create", 0).stdout)
+	for _, v := range []string{"9007199254740993", "-9007199254740993", "1e400", "[1, 1e400]", "{not json"} {
+		cli(t, "", "queue", "put", qid, v, "--socket", sock).want(t, "queue put "+v, exitUsage)
+	}
+	cli(t, "", "queue", "put", qid, "9007199254740991", "--socket", sock).want(t, "queue put of 2^53-1", 0)
+	cli(t, "", "queue", "put", qid, `{"$queue":999}`, "--socket", sock).want(t, "queue put of an unknown queue", exitNotFound)
+	id := createIn(t, sock)
+	cli(t, "", "call", id, "tostring", `{"$queue":999}`, "--socket", sock).want(t, "call with an unknown queue", exitNotFound)
+	cli(t, "", "call", id, "tostring", "1e400", "--socket", sock).want(t, "call with 1e400", exitUsage)
+	// A maxsize of 0 or less is legal: unbounded.
+	cli(t, "", "queue", "create", "--maxsize", "-1", "--socket", sock).want(t, "queue create --maxsize -1", 0)
+}
+
+// TestTimeoutWording: --timeout says the command timed out, in the same
+// words for every command.
+func TestTimeoutWording(t *testing.T) {
+	t.Parallel()
+	sock := serveDaemon(t)
+	id := createIn(t, sock)
+	qid := strings.TrimSpace(cli(t, "", "queue", "create", "--socket", sock).want(t, "queue create", 0).stdout)
+	for _, args := range [][]string{
+		{"exec", id, "-e", "while true do end"},
+		{"call", id, "function() while true do end end"},
+		{"queue", "get", qid},
+		{"repl", id},
+	} {
+		stdin := ""
+		if args[0] == "repl" {
+			stdin = "while true do end\n"
+		}
+		r := cli(t, stdin, append(args, "--timeout", "200ms", "--socket", sock)...).want(t, strings.Join(args, " ")+" --timeout 200ms", exitFailure)
+		if !strings.Contains(r.stderr, "timed out after 200ms") || strings.Contains(r.stderr, "canceled") {
+			t.Errorf("%v --timeout 200ms said %q", args, r.stderr)
+		}
+	}
+	if !errors.Is(timedOut(time.Second), context.DeadlineExceeded) || timedOut(time.Second).Error() != "timed out after 1s" {
+		t.Errorf("timedOut(1s) = %v, want a DeadlineExceeded that says it timed out after 1s", timedOut(time.Second))
+	}
+	if se := interrupted(syscall.SIGTERM); se.code != exitTerminated || !errors.Is(se, context.Canceled) {
+		t.Errorf("interrupted(SIGTERM) = %v with code %d", se, se.code)
+	}
+}
+
+// TestFailurePrinting: the formatted error, then the interpreter's display
+// only when it says more than the message.
+func TestFailurePrinting(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name string
+		ef   interpreters.ExecutionFailed
+		want string
+	}{
+		{"traceback", interpreters.ExecutionFailed{Formatted: "LuaError: x", Errdisplay: "stack traceback:\n\t<string>:1: in main chunk"},
+			"LuaError: x\n\nUncaught in the interpreter:\n\nstack traceback:\n\t<string>:1: in main chunk\n"},
+		{"no display", interpreters.ExecutionFailed{Formatted: "MemoryError: memory limit of 1 bytes exceeded"},
+			"MemoryError: memory limit of 1 bytes exceeded\n"},
+		{"display that repeats", interpreters.ExecutionFailed{Formatted: "SyntaxError: <string>: x near <eof>", Errdisplay: "SyntaxError: <string>: x near <eof>"},
+			"SyntaxError: <string>: x near <eof>\n"},
+		{"pointer", interpreters.ExecutionFailed{Formatted: "SyntaxError: s", Errdisplay: "  x = = 1\n      ^\nSyntaxError: s"},
+			"SyntaxError: s\n\nUncaught in the interpreter:\n\n  x = = 1\n      ^\n"},
+	} {
+		var b strings.Builder
+		printFailure(&b, &c.ef)
+		if b.String() != c.want {
+			t.Errorf("%s: printed %q, want %q", c.name, b.String(), c.want)
+		}
+	}
+	sock := serveDaemon(t)
+	id := createIn(t, sock)
+	r := cli(t, "", "exec", id, "-e", "x = = 1", "--socket", sock).want(t, "exec of a syntax error", exitFailure)
+	if n := strings.Count(r.stderr, "syntax error near"); n != 1 {
+		t.Errorf("the syntax error's message printed %d times:\n%s", n, r.stderr)
+	}
+}
+
+// TestCloseReportsInOrder: every failure of close, in argument order; the
+// first sets the exit code.
+func TestCloseReportsInOrder(t *testing.T) {
+	t.Parallel()
+	sock := serveDaemon(t)
+	id := createIn(t, sock)
+	r := cli(t, "", "close", "999", id, "abc", "204", "--socket", sock).want(t, "close with unknown IDs", exitNotFound)
+	i999, iabc, i204 := strings.Index(r.stderr, "999"), strings.Index(r.stderr, `"abc"`), strings.Index(r.stderr, "204")
+	if i999 < 0 || iabc < i999 || i204 < iabc {
+		t.Errorf("close's failures out of argument order:\n%s", r.stderr)
+	}
+	cli(t, "", "exec", id, "-e", "", "--socket", sock).want(t, "exec in the closed interpreter", exitNotFound)
+}
+
+// TestTLSVerificationCode: a daemon whose certificate fails verification
+// is no missing daemon: exit 77 with a message that says TLS.
+func TestTLSVerificationCode(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	serverTLS, caFile := selfSigned(t, dir)
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte("tok\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := daemon.Listen(daemon.Config{Socket: socketPath(t), Listen: "127.0.0.1:0", TLS: serverTLS, TokenFile: tokenFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	addr := "tcp://" + srv.TCPAddr().String()
+	r := cli(t, "", "ls", "--socket", addr, "--token-file", tokenFile).want(t, "ls without the CA", exitNoPerm)
+	if !strings.Contains(r.stderr, "TLS verification") || !strings.Contains(r.stderr, "--tls-ca") {
+		t.Errorf("the verification failure said %q", r.stderr)
+	}
+	cli(t, "", "ls", "--socket", addr, "--token-file", tokenFile, "--tls-ca", caFile).want(t, "ls with the CA", 0)
+}
+
+// selfSigned makes a certificate for 127.0.0.1: the server's TLS
+// configuration, and the file of the certificate as its own CA.
+func selfSigned(t *testing.T, dir string) (*tls.Config, string) {
+	t.Helper()
+	server, caPEM, err := testcert.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, caPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return server, caFile
+}
+
+// TestEnvOnlyConnectionSettings: the environment sets where the daemon is
+// and how to reach it, never a command's input. Not parallel: it sets the
+// process's environment.
+func TestEnvOnlyConnectionSettings(t *testing.T) {
+	sock := serveDaemon(t)
+	t.Setenv("SUBINTERP_SOCKET", sock)
+	t.Setenv("SUBINTERP_CODE", `print("from the environment")`)
+	t.Setenv("SUBINTERP_FILE", "/nonexistent.lua")
+	id := strings.TrimSpace(cli(t, "", "create").want(t, "create through SUBINTERP_SOCKET", 0).stdout)
+	r := cli(t, `print("from stdin")`, "exec", id).want(t, "exec with SUBINTERP_CODE set", 0)
+	if r.stdout != "from stdin\n" {
+		t.Errorf("exec printed %q: the environment gave it its code", r.stdout)
+	}
+	t.Setenv("SUBINTERP_MAXSIZE", "x")
+	cli(t, "", "queue", "create").want(t, "queue create with SUBINTERP_MAXSIZE set", 0)
+	t.Setenv("SUBINTERP_TIMEOUT", "x")
+	cli(t, "", "ls").want(t, "ls with a bad SUBINTERP_TIMEOUT", exitUsage)
 }

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strings"
 
 	"github.com/subinterp/subinterp/interpreters"
+	"github.com/subinterp/subinterp/protocol"
 )
 
 // queueKey marks a queue in JSON: {"$queue": ID}, both ways.
@@ -19,27 +21,47 @@ const unboundKey = "$unbound"
 
 // parseJSONValue reads one JSON value as the Go value that crosses into an
 // interpreter: integral numbers as int64, others as float64, {"$queue": ID}
-// as that queue of rt.
+// as that queue of rt. A value that is not valid JSON or that no Lua value
+// holds is a usage error; a queue that does not exist is the lookup's
+// error (not found).
 func parseJSONValue(rt *interpreters.Runtime, s string) (any, error) {
 	dec := json.NewDecoder(bytes.NewReader([]byte(s)))
 	dec.UseNumber()
 	var v any
 	if err := dec.Decode(&v); err != nil {
-		return nil, fmt.Errorf("%q is not a JSON value: %v", s, err)
+		return nil, badValue("%q is not a JSON value: %v", s, err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%q holds more than one JSON value", s)
+		return nil, badValue("%q holds more than one JSON value", s)
 	}
 	return fromJSON(rt, v)
+}
+
+func badValue(format string, args ...any) error {
+	return &exitError{code: exitUsage, err: fmt.Errorf(format, args...)}
+}
+
+// fromNumber is a JSON number as the Lua number that holds it exactly:
+// an integer within ±(2^53-1), or a finite float.
+func fromNumber(x json.Number) (any, error) {
+	if !strings.ContainsAny(x.String(), ".eE") {
+		n, err := x.Int64()
+		if err != nil || n > protocol.MaxSafeInt || n < -protocol.MaxSafeInt {
+			return nil, badValue("integer %s is beyond ±(2^53-1) and cannot be held exactly by a Lua number", x)
+		}
+		return n, nil
+	}
+	f, err := x.Float64()
+	if err != nil {
+		return nil, badValue("number %s is out of the range of a Lua number", x)
+	}
+	return f, nil
 }
 
 func fromJSON(rt *interpreters.Runtime, v any) (any, error) {
 	switch x := v.(type) {
 	case json.Number:
-		if n, err := x.Int64(); err == nil {
-			return n, nil
-		}
-		return x.Float64()
+		return fromNumber(x)
 	case []any:
 		for i, e := range x {
 			var err error
@@ -53,7 +75,7 @@ func fromJSON(rt *interpreters.Runtime, v any) (any, error) {
 			n, ok := q.(json.Number)
 			id, err := n.Int64()
 			if !ok || err != nil {
-				return nil, fmt.Errorf("{%q: %v}: want a queue ID", queueKey, q)
+				return nil, badValue("{%q: %v}: want a queue ID", queueKey, q)
 			}
 			return rt.LookupQueue(id)
 		}
