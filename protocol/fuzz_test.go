@@ -288,6 +288,11 @@ func FuzzLuaCodecUnmarshal(f *testing.F) {
 
 		vs, err := c.UnmarshalList(L, data)
 		list, isList := want.([]any)
+		if isList && len(data) > 0 && (data[0]&0xf0 == 0x80 || data[0] == 0xde || data[0] == 0xdf) {
+			// An empty map decodes to [] in Go, but a list of values on
+			// the wire is an array.
+			isList = false
+		}
 		if goErr == nil && want == nil {
 			// A nil where a list is expected is taken as no values.
 			isList = true
