@@ -82,6 +82,7 @@ func (vm *VM) install() {
 	vm.errMeta = L.NewTable()
 	vm.errMeta.RawSetString("__tostring", L.NewFunction(errorToString))
 
+	G.RawSetString("error", L.NewFunction(baseError))
 	G.RawSetString("pcall", L.NewFunction(vm.basePCall))
 	G.RawSetString("xpcall", L.NewFunction(vm.baseXPCall))
 	G.RawSetString("print", L.NewFunction(vm.basePrint))
@@ -220,6 +221,22 @@ func (vm *VM) emit(L *lua.LState, p []byte) {
 		vm.outErr = pe
 	}
 	L.RaiseError("%s", err.Error())
+}
+
+// baseError replaces error. gopher-lua joins the position and the message
+// with a space even when a level past the stack gives no position, so
+// error("x", 1e9) raised " x"; as in Lua 5.1 it raises "x".
+func baseError(L *lua.LState) int {
+	obj := L.CheckAny(1)
+	level := L.OptInt(2, 1)
+	if s, ok := obj.(lua.LString); ok && level > 0 {
+		if where := L.Where(level); where != "" {
+			obj = lua.LString(where + " " + string(s))
+		}
+		level = 0
+	}
+	L.Error(obj, level)
+	return 0
 }
 
 func (vm *VM) basePrint(L *lua.LState) int {

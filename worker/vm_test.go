@@ -1152,3 +1152,22 @@ func BenchmarkPcall(b *testing.B) {
 		}
 	}
 }
+
+// TestErrorLevels: error's level puts the position of the function it
+// names in front of a string message, and nothing when no function is
+// that far up, as in Lua 5.1.
+func TestErrorLevels(t *testing.T) {
+	vm, _ := newVM(t, VMConfig{})
+	for _, c := range []struct{ src, msg string }{
+		{`error("x")`, "<string>:1: x"},
+		{`error("x", 0)`, "x"},
+		{`local function f() error("x", 2) end
+f()`, "<string>:2: x"},
+		{`error("x", 1e9)`, "x"},
+		{`error(42)`, "42"},
+	} {
+		if pe := execFails(t, vm, c.src); pe.Msg != c.msg {
+			t.Errorf("%s: Msg %q, want %q", c.src, pe.Msg, c.msg)
+		}
+	}
+}
