@@ -931,3 +931,118 @@ func TestPoolRuntimeClosed(t *testing.T) {
 		t.Errorf("Shutdown: %v", err)
 	}
 }
+
+// TestPoolInitializerRecovers: with warm workers kept, an initializer that
+// fails at first is retried until it succeeds; no warm worker holds on to
+// a failure that no longer applies.
+func TestPoolInitializerRecovers(t *testing.T) {
+	t.Parallel()
+	rt := newRuntime(t)
+	failures, err := rt.CreateQueue(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := failures.Put(true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := newPool(t, rt, interpreters.PoolOptions{MaxWorkers: 2, MinIdle: 1, InitArgs: []any{failures},
+		Initializer: `function(q) if not q:empty() then q:get_nowait() error("not yet", 0) end end`})
+	poolWaitWorkers(t, rt, "a warm worker once the initializer succeeds", func(ws []*interpreters.Interpreter) bool { return len(ws) == 1 })
+	if n, err := failures.QSize(); err != nil || n != 0 {
+		t.Fatalf("%d initializer failures left (%v)", n, err)
+	}
+	wantEqual(t, "a task after the initializer recovered", poolRun(t, p, "function() return 'ran' end"), "ran")
+}
+
+// TestPoolInitializerBackoff: workers whose initializer keeps failing are
+// started no faster than the backoff allows, however many tasks arrive.
+func TestPoolInitializerBackoff(t *testing.T) {
+	t.Parallel()
+	rt := newRuntime(t)
+	attempts, err := rt.CreateQueue(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPool(t, rt, interpreters.PoolOptions{MaxWorkers: 1, InitArgs: []any{attempts},
+		Initializer: `function(q) q:put(1) error("never", 0) end`})
+	// Each task is submitted once the one before has failed, so every
+	// Submit asks for a worker: none may start before its backoff is over.
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for i := 0; time.Now().Before(deadline); i++ {
+		f := poolSubmit(t, p, "function() return 1 end")
+		select {
+		case <-f.Done():
+			_, err := f.Result(context.Background())
+			wantEqual(t, fmt.Sprintf("task %d fails with the initializer's error", i), execFailed(t, "the task", err).Msg, "never")
+		case <-time.After(time.Until(deadline)):
+		}
+	}
+	// Backoffs of 50, 100 and 200 ms leave room for at most four attempts.
+	if n, err := attempts.QSize(); err != nil || n > 4 {
+		t.Errorf("%d initializer attempts in 300ms (%v), want at most 4", n, err)
+	}
+	// Shutdown does not wait out a backoff when nothing is left to run.
+	if _, err := start(func() (any, error) { return nil, p.Shutdown(true, true) }).wait(t); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+}
+
+// TestPoolShutdownEndsInitializer: cancelling the pending tasks also ends
+// an initializer that never returns, so Shutdown(wait) returns.
+func TestPoolShutdownEndsInitializer(t *testing.T) {
+	t.Parallel()
+	rt := newRuntime(t)
+	p := newPool(t, rt, interpreters.PoolOptions{MaxWorkers: 1, Initializer: "function() while true do end end"})
+	f := poolSubmit(t, p, "function() return 1 end")
+	poolWaitWorkers(t, rt, "the worker running its initializer", func(ws []*interpreters.Interpreter) bool { return len(ws) == 1 })
+	if _, err := start(func() (any, error) { return nil, p.Shutdown(true, true) }).wait(t); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	_, err := poolResult(t, f)
+	wantErr(t, "the pending task", err, context.Canceled)
+	wantList(t, "ListAll after Shutdown", listAll(t, rt), rt.GetMain())
+}
+
+// TestPoolMapCancelsRest: when Map returns an error, the tasks it submitted
+// that have not started are cancelled, as Executor.map cancels them.
+func TestPoolMapCancelsRest(t *testing.T) {
+	t.Parallel()
+	rt := newRuntime(t)
+	ran, err := rt.CreateQueue(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPool(t, rt, interpreters.PoolOptions{MaxWorkers: 1, Initializer: "function(q) Q = q end", InitArgs: []any{ran}})
+	items := []any{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
+	_, err = p.Map(context.Background(), `function(i) Q:put(i) if i == 1 then error("first", 0) end return i end`, items)
+	wantEqual(t, "Map's error", execFailed(t, "Map", err).Msg, "first")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err = p.Map(ctx, `function(i) Q:put(i) return i end`, items)
+	wantErr(t, "Map with a cancelled context", err, context.Canceled)
+	if _, err := start(func() (any, error) { return nil, p.Shutdown(true, false) }).wait(t); err != nil {
+		t.Fatal(err)
+	}
+	// The failing item, and at most the one a worker took meanwhile.
+	if n, err := ran.QSize(); err != nil || n > 2 {
+		t.Errorf("%d tasks ran (%v), want at most 2", n, err)
+	}
+}
+
+// TestPoolRecyclesBeforeTask: a worker past MaxWorkerAge starts no more
+// tasks, and one left holding more than its memory limit is replaced.
+func TestPoolRecyclesBeforeTask(t *testing.T) {
+	t.Parallel()
+	rt := newRuntime(t, interpreters.WithMemoryLimit(64<<20))
+	p := newPool(t, rt, interpreters.PoolOptions{MaxWorkers: 1, MaxWorkerAge: 200 * time.Millisecond})
+	first := poolRun(t, p, poolCurrentID)
+	time.Sleep(300 * time.Millisecond)
+	if second := poolRun(t, p, poolCurrentID); second == first {
+		t.Errorf("a worker past its age ran another task (worker %v)", first)
+	}
+	_, err := poolResult(t, poolSubmit(t, p, `function() bomb = {} for i = 1, 1e9 do bomb[i] = string.rep("y", 1000) .. i end end`))
+	wantErr(t, "the task that keeps too much", err, interpreters.ErrMemoryLimit)
+	wantEqual(t, "the next task, on a new worker", poolRun(t, p, "function() return bomb == nil end"), true)
+}

@@ -38,9 +38,14 @@ type Pool struct {
 	waiting  int           // worker goroutines waiting for a task
 	wake     chan struct{} // closed and replaced when pending or shutdown changes
 	shutdown bool
-	initFail int // consecutive initializer failures, for the backoff
+	initFail int         // consecutive initializer failures, for the backoff
+	retryAt  time.Time   // no worker starts before this, after initializer failures
+	retry    *time.Timer // calls grow at retryAt; nil when none is due
 
-	all sync.WaitGroup // worker goroutines
+	ctx  context.Context // ends initializers when Shutdown cancels pending tasks
+	stop context.CancelFunc
+
+	all sync.WaitGroup // worker goroutines and a due retry
 }
 
 type poolWorker struct {
@@ -114,6 +119,7 @@ func (rt *Runtime) NewPool(opts PoolOptions) (*Pool, error) {
 		return nil, err
 	}
 	p := &Pool{rt: rt, opts: opts, wake: make(chan struct{})}
+	p.ctx, p.stop = context.WithCancel(context.Background())
 	p.mu.Lock()
 	p.grow()
 	p.mu.Unlock()
@@ -152,26 +158,59 @@ func errPoolShutdown() error {
 }
 
 // Map submits fn once per item, with the item as its only argument, and
-// returns the results in the items' order. It stops at the first error
-// (the other tasks still run) or when ctx ends.
+// returns the results in the items' order. At the first error, or when ctx
+// ends, it returns that error and cancels the tasks not yet started, as
+// CPython's Executor.map does; those already running finish.
 func (p *Pool) Map(ctx context.Context, fn string, items []any) ([]any, error) {
-	futures := make([]*Future, len(items))
-	for i, it := range items {
+	futures := make([]*Future, 0, len(items))
+	fail := func(err error) ([]any, error) {
+		p.cancelQueued(futures)
+		return nil, err
+	}
+	for _, it := range items {
+		if err := ctx.Err(); err != nil {
+			return fail(err)
+		}
 		f, err := p.Submit(fn, it)
 		if err != nil {
-			return nil, err
+			return fail(err)
 		}
-		futures[i] = f
+		futures = append(futures, f)
 	}
 	results := make([]any, len(items))
 	for i, f := range futures {
 		v, err := f.Result(ctx)
 		if err != nil {
-			return nil, err
+			return fail(err)
 		}
 		results[i] = v
 	}
 	return results, nil
+}
+
+// cancelQueued fails those of fs that no worker has taken yet with
+// context.Canceled.
+func (p *Pool) cancelQueued(fs []*Future) {
+	drop := make(map[*Future]bool, len(fs))
+	for _, f := range fs {
+		drop[f] = true
+	}
+	p.mu.Lock()
+	var cancelled []*Future
+	kept := p.pending[:0]
+	for _, f := range p.pending {
+		if drop[f] {
+			cancelled = append(cancelled, f)
+		} else {
+			kept = append(kept, f)
+		}
+	}
+	clear(p.pending[len(kept):])
+	p.pending = kept
+	p.mu.Unlock()
+	for _, f := range cancelled {
+		f.finish(nil, context.Canceled)
+	}
 }
 
 // Shutdown stops the pool taking tasks. With cancelPending, tasks not yet
@@ -183,6 +222,11 @@ func (p *Pool) Shutdown(wait, cancelPending bool) error {
 	var cancelled []*Future
 	if cancelPending {
 		cancelled, p.pending = p.pending, nil
+		p.stop() // an initializer still running has no task left to serve
+	}
+	if p.retry != nil && len(p.pending) == 0 && p.retry.Stop() {
+		p.retry = nil
+		p.all.Done()
 	}
 	p.signal()
 	p.mu.Unlock()
@@ -206,8 +250,29 @@ func (p *Pool) signal() {
 // tasks left pending (a recycled or crashed worker's), but keeps none warm;
 // p.mu is held.
 func (p *Pool) grow() {
-	for p.workers < p.opts.MaxWorkers &&
-		(len(p.pending) > p.waiting || (!p.shutdown && p.waiting < p.opts.MinIdle)) {
+	short := func() bool {
+		return p.workers < p.opts.MaxWorkers &&
+			(len(p.pending) > p.waiting || (!p.shutdown && p.waiting < p.opts.MinIdle))
+	}
+	if !short() {
+		return
+	}
+	if wait := time.Until(p.retryAt); wait > 0 {
+		// Initializers have been failing: the next worker starts at
+		// retryAt, whoever asks for one meanwhile.
+		if p.retry == nil {
+			p.all.Add(1)
+			p.retry = time.AfterFunc(wait, func() {
+				defer p.all.Done()
+				p.mu.Lock()
+				p.retry = nil
+				p.grow()
+				p.mu.Unlock()
+			})
+		}
+		return
+	}
+	for short() {
 		p.workers++
 		p.waiting++ // it will wait for a task as soon as it is up
 		p.all.Add(1)
@@ -220,15 +285,17 @@ func (p *Pool) grow() {
 func (p *Pool) run() {
 	defer p.all.Done()
 	w, initErr := p.startWorker()
+	if initErr != nil {
+		p.initFailed(initErr)
+		return
+	}
 	for {
 		f := p.take()
 		if f == nil {
 			break
 		}
-		if initErr != nil {
-			// The initializer failed: the task that would have run here
-			// reports why, and a new worker is tried after a backoff.
-			f.finish(nil, initErr)
+		if p.expired(w) {
+			p.requeue(f) // too old to start another task: a new worker takes it
 			break
 		}
 		v, err := w.interp.CallContext(f.ctx, f.fn, f.args...)
@@ -241,31 +308,49 @@ func (p *Pool) run() {
 		}
 		w.tasks++
 		f.finish(v, err)
-		if err != nil && !w.alive() {
-			break // its process died: this task failed, the next worker is new
+		if err != nil && (!w.alive() || errors.Is(err, ErrMemoryLimit)) {
+			// Its process died, or holds more than its memory limit: this
+			// task failed, and the next one gets a new worker.
+			break
 		}
 		if p.recycle(w) {
 			break
 		}
 	}
-	if w != nil {
-		_ = w.interp.Close()
-	}
+	_ = w.interp.Close()
 	p.mu.Lock()
 	p.workers--
-	if initErr != nil {
-		p.initFail++
-	} else {
-		p.initFail = 0
-	}
-	backoff := initBackoff(p.initFail)
-	p.mu.Unlock()
-	if backoff > 0 {
-		time.Sleep(backoff)
-	}
-	p.mu.Lock()
+	p.initFail = 0
 	p.grow()
 	p.mu.Unlock()
+}
+
+// initFailed ends a worker whose initializer failed. The oldest task
+// waiting, if any, fails with the initializer's error, so that a failure
+// is reported rather than left to hang every task; the next worker starts
+// after a backoff that doubles up to initBackoffCap.
+func (p *Pool) initFailed(err error) {
+	p.mu.Lock()
+	p.workers--
+	p.waiting-- // grow counted it as waiting for a task
+	var f *Future
+	if len(p.pending) > 0 {
+		f = p.pending[0]
+		p.pending[0] = nil
+		p.pending = p.pending[1:]
+	}
+	p.initFail++
+	p.retryAt = time.Now().Add(initBackoff(p.initFail))
+	p.grow()
+	p.mu.Unlock()
+	if f != nil {
+		f.finish(nil, err)
+	}
+}
+
+// expired reports whether w is past MaxWorkerAge, so starts no more tasks.
+func (p *Pool) expired(w *poolWorker) bool {
+	return p.opts.MaxWorkerAge > 0 && time.Since(w.started) >= p.opts.MaxWorkerAge
 }
 
 func initBackoff(failures int) time.Duration {
@@ -284,7 +369,7 @@ func (p *Pool) startWorker() (*poolWorker, error) {
 	}
 	w := &poolWorker{interp: interp, started: time.Now()}
 	if p.opts.Initializer != "" {
-		if _, err := interp.Call(p.opts.Initializer, p.opts.InitArgs...); err != nil {
+		if _, err := interp.CallContext(p.ctx, p.opts.Initializer, p.opts.InitArgs...); err != nil {
 			_ = interp.Close()
 			return nil, err
 		}
@@ -335,7 +420,7 @@ func (p *Pool) take() *Future {
 func (p *Pool) recycle(w *poolWorker) bool {
 	o := p.opts
 	done := (o.MaxTasksPerWorker > 0 && w.tasks >= o.MaxTasksPerWorker) ||
-		(o.MaxWorkerAge > 0 && time.Since(w.started) >= o.MaxWorkerAge) ||
+		p.expired(w) ||
 		(o.MaxWorkerRSS > 0 && p.rt.rss(w.interp.id) > o.MaxWorkerRSS)
 	if !done {
 		p.mu.Lock()
