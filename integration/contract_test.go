@@ -405,6 +405,10 @@ func contractQueues(t *testing.T, rt *interpreters.Runtime) {
 	defer cancel()
 	_, err = q.GetContext(ctx)
 	wantErr(t, "GetContext past its deadline", err, interpreters.ErrQueueEmpty)
+	expired, cancelExpired := context.WithDeadline(t.Context(), time.Now().Add(-time.Second))
+	defer cancelExpired()
+	_, err = q.GetContext(expired)
+	wantErr(t, "GetContext with a context already past its deadline", err, interpreters.ErrQueueEmpty)
 	if empty, err := q.Empty(); err != nil || !empty {
 		t.Errorf("Empty = %v, %v", empty, err)
 	}

@@ -334,10 +334,12 @@ func TestDaemonBinary(t *testing.T) {
 		waitProcessGone(t, p)
 		// The stale socket does not stop a new daemon.
 		again := startServe(t, bin, ksock)
-		runCLI(t, nil, bin, "", "ls", "--socket", ksock).want(t, "ls on the restarted daemon", 0)
+		if r := runCLI(t, nil, bin, "", "ls", "--socket", ksock); r.code != 0 {
+			t.Errorf("ls on the restarted daemon: exit code %d, stderr %q; the daemon's log:\n%s", r.code, r.stderr, again.logs.String())
+		}
 		_ = again.cmd.Process.Signal(syscall.SIGTERM)
 		if code := again.wait(t, bounded); code != 0 {
-			t.Errorf("the restarted daemon exited with %d", code)
+			t.Errorf("the restarted daemon exited with %d (%v); its log:\n%s", code, again.cmd.ProcessState, again.logs.String())
 		}
 	})
 }

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -42,6 +43,11 @@ func (s *Supervisor) callbacks(from int64) map[string]protocol.Handler {
 			if err := decodeParams(body, &p); err != nil {
 				return nil, err
 			}
+			ctx, stop := untilCallDeadline(ctx)
+			defer stop()
+			if err := callOver(ctx, p.ID, protocol.CodeQueueFull, "full"); err != nil {
+				return nil, err
+			}
 			ctx, cancel := withTimeout(ctx, p.TimeoutNs)
 			defer cancel()
 			return nil, s.QueuePut(ctx, p.ID, p.Item(), from, p.Unbound, p.Block)
@@ -49,6 +55,11 @@ func (s *Supervisor) callbacks(from int64) map[string]protocol.Handler {
 		protocol.MethodQueueGet: func(ctx context.Context, body []byte) (any, error) {
 			var p protocol.QueueGetParams
 			if err := decodeParams(body, &p); err != nil {
+				return nil, err
+			}
+			ctx, stop := untilCallDeadline(ctx)
+			defer stop()
+			if err := callOver(ctx, p.ID, protocol.CodeQueueEmpty, "empty"); err != nil {
 				return nil, err
 			}
 			ctx, cancel := withTimeout(ctx, p.TimeoutNs)
@@ -149,6 +160,16 @@ func restricted(id int64, op string) error {
 		return protocol.Errorf(protocol.CodeInterpreter, "cannot %s unrecognized interpreter %d", op, id)
 	}
 	return nil
+}
+
+// callOver is the error of a queue request that arrives after the call it
+// was made in has ended (cancelled, or past its deadline): it neither takes
+// nor leaves an item, since its caller has seen the call fail.
+func callOver(ctx context.Context, id int64, code protocol.Code, state string) error {
+	if ctx.Err() == nil {
+		return nil
+	}
+	return &protocol.Error{Code: code, Msg: fmt.Sprintf("queue %d is %s", id, state), Cause: protocol.AsError(ctx.Err()).Code}
 }
 
 func decodeParams(body []byte, v any) error {

@@ -239,6 +239,9 @@ func (p *process) serve(ctx context.Context, deadline time.Time, m *protocol.Mes
 	defer cancel()
 	stop := context.AfterFunc(p.life, cancel)
 	defer stop()
+	if !deadline.IsZero() {
+		ctx = context.WithValue(ctx, callDeadlineKey{}, deadline.Add(-requestGrace))
+	}
 	if m.Kind == protocol.KindRequest {
 		// A handler that waits may have its answer written by whoever ends
 		// the wait, and then returns errAnswered.
@@ -248,6 +251,22 @@ func (p *process) serve(ctx context.Context, deadline time.Time, m *protocol.Mes
 		})
 	}
 	return handle(ctx, m.Body)
+}
+
+// callDeadlineKey is the context key of the deadline of the call a request
+// was made in. Requests are served a little past it (requestGrace), but a
+// queue operation must not take or leave an item once the call is over: the
+// worker's VM stops at its next instruction, and the item would be lost,
+// or put for a call its caller saw fail.
+type callDeadlineKey struct{}
+
+// untilCallDeadline is ctx ending at the deadline of the call it serves,
+// when that call has one.
+func untilCallDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	if dl, ok := ctx.Value(callDeadlineKey{}).(time.Time); ok {
+		return context.WithDeadline(ctx, dl)
+	}
+	return ctx, func() {}
 }
 
 // respondKey is the context key of the function that answers the request

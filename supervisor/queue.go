@@ -42,6 +42,7 @@ type queue struct {
 // goroutine serving the get to be woken and scheduled first.
 type parkedGet struct {
 	by     int64
+	ctx    context.Context        // the get's: a put never answers a get whose context has ended
 	answer func(data []byte) bool // writes the item to the worker; false when it could not
 	taken  atomic.Bool            // claimed, by a put or by the get giving up
 	done   chan struct{}          // closed once a put has answered
@@ -169,6 +170,14 @@ func (s *Supervisor) holdQueue(by, id int64) {
 	if q := s.qs.byID[id]; q != nil && s.holderLives(by) {
 		q.holders[by] = struct{}{}
 	}
+}
+
+// interpLives reports whether interpreter id has not ended yet.
+func (s *Supervisor) interpLives(id int64) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, ok := s.interps[id]
+	return ok
 }
 
 // holderLives reports whether interpreter by has not ended yet. A hold
@@ -318,7 +327,26 @@ func (s *Supervisor) QueuePut(ctx context.Context, id int64, data []byte, from i
 			s.releaseRefs(refs)
 			return queueNotFound(id)
 		}
-		if pg := q.claimParked(); pg != nil {
+		if mode == 0 {
+			mode = q.unbound
+		}
+		// A put from an interpreter that has ended (a notification or a
+		// blocked put still in flight when it died) comes after its items
+		// were unbound: it follows its unbound mode itself. Checked under
+		// q.mu, so an end racing with it unbinds the item once it is in.
+		if from != 0 && !s.interpLives(from) {
+			if mode == protocol.UnboundRemove {
+				q.mu.Unlock()
+				s.releaseRefs(refs)
+				return nil
+			}
+			q.items = append(q.items, qitem{data: data, refs: refs, from: from, mode: mode, orphaned: true})
+			q.signal()
+			q.mu.Unlock()
+			return nil
+		}
+		// Straight to a waiting get, when no item is ahead of this one.
+		if pg := q.claimParkedIfEmpty(); pg != nil {
 			q.mu.Unlock()
 			s.deliver(pg.by, data)
 			ok := pg.answer(data)
@@ -329,18 +357,12 @@ func (s *Supervisor) QueuePut(ctx context.Context, id int64, data []byte, from i
 			}
 			// Its worker is gone: the item goes first in line instead.
 			q.mu.Lock()
-			if mode == 0 {
-				mode = q.unbound
-			}
 			q.items = append([]qitem{{data: data, refs: refs, from: from, mode: mode}}, q.items...)
 			q.signal()
 			q.mu.Unlock()
 			return nil
 		}
 		if q.maxsize <= 0 || len(q.items) < q.maxsize {
-			if mode == 0 {
-				mode = q.unbound
-			}
 			q.items = append(q.items, qitem{data: data, refs: refs, from: from, mode: mode})
 			q.signal()
 			q.mu.Unlock()
@@ -366,13 +388,25 @@ func (s *Supervisor) QueuePut(ctx context.Context, id int64, data []byte, from i
 	}
 }
 
-// claimParked takes the oldest parked get still waiting. q.mu is held.
+// claimParkedIfEmpty is claimParked when no item waits in q: a get
+// answered directly must not overtake one. q.mu is held.
+func (q *queue) claimParkedIfEmpty() *parkedGet {
+	if len(q.items) > 0 {
+		return nil
+	}
+	return q.claimParked()
+}
+
+// claimParked takes the oldest parked get still waiting. A get whose
+// context has ended is left to give up on its own: its worker's call is
+// over, and an item written to it would be lost. q.mu is held.
 func (q *queue) claimParked() *parkedGet {
-	for len(q.parked) > 0 {
-		pg := q.parked[0]
-		q.parked[0] = nil
-		q.parked = q.parked[1:]
+	for i, pg := range q.parked {
+		if pg.ctx.Err() != nil {
+			continue
+		}
 		if pg.taken.CompareAndSwap(false, true) {
+			q.parked = slices.Delete(q.parked, i, i+1)
 			return pg
 		}
 	}
@@ -458,7 +492,7 @@ func (s *Supervisor) queueGet(ctx context.Context, id int64, block bool, by int6
 		var pg *parkedGet
 		var answered chan struct{} // nil unless parked: a nil channel never receives
 		if answer != nil {
-			pg = &parkedGet{by: by, answer: answer, done: make(chan struct{})}
+			pg = &parkedGet{by: by, ctx: ctx, answer: answer, done: make(chan struct{})}
 			q.parked = append(q.parked, pg)
 			answered = pg.done
 		}
