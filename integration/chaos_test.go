@@ -461,8 +461,10 @@ func TestChaos(t *testing.T) {
 			case <-time.After(time.Duration(100+rng.Intn(600)) * time.Millisecond):
 			}
 			_, p := slots[rng.Intn(len(slots))].get()
-			// Only a live child of ours: never a recycled pid.
-			if ppid, _, state, ok := procStat(p); !ok || ppid != os.Getpid() || state == "Z" {
+			// Only a live worker of ours: never a recycled pid, which may
+			// now be another child of this process (a daemon another test
+			// started).
+			if !liveWorkerOfOurs(p) {
 				continue
 			}
 			killedMu.Lock()

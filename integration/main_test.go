@@ -3,12 +3,14 @@ package integration
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/subinterp/subinterp/interpreters"
+	"github.com/subinterp/subinterp/protocol"
 )
 
 // leftoverWait bounds how long TestMain waits for worker processes to be
@@ -72,6 +74,17 @@ func childProcesses() []string {
 // procStat reads a process's parent pid, command name and state from
 // /proc/PID/stat. The command name may hold spaces and parentheses, so the
 // fields are taken after the last ')'.
+// liveWorkerOfOurs reports whether pid is a worker process this test
+// binary started and that has not exited.
+func liveWorkerOfOurs(pid int) bool {
+	ppid, _, state, ok := procStat(pid)
+	if !ok || ppid != os.Getpid() || state == "Z" {
+		return false
+	}
+	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	return err == nil && slices.Contains(strings.Split(string(cmdline), "\x00"), protocol.WorkerArg)
+}
+
 func procStat(pid int) (ppid int, comm, state string, ok bool) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
