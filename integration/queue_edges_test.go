@@ -18,11 +18,20 @@ func TestQueueGetEndedCallTakesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	started, err := rt.CreateQueue(0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	timed := create(t, rt, interpreters.WithCallTimeout(50*time.Millisecond))
 	cancelled := create(t, rt)
 	for i := range 10 {
-		th := timed.CallInThread("function(q) local v = q:get() local w = {v} return w[1] end", q)
-		time.Sleep(55 * time.Millisecond) // past the call's timeout, inside the supervisor's grace
+		th := timed.CallInThread("function(q, started) started:put(true) local v = q:get() local w = {v} return w[1] end", q, started)
+		if _, err := started.Get(); err != nil {
+			t.Fatal(err)
+		}
+		// The call began before it said so: this is past its timeout,
+		// maybe inside the supervisor's grace.
+		time.Sleep(55 * time.Millisecond)
 		if err := q.Put(i); err != nil {
 			t.Fatal(err)
 		}
