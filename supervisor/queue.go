@@ -153,7 +153,7 @@ func (s *Supervisor) holdQueues(by int64, b []byte) {
 	}
 	s.qs.mu.Lock()
 	defer s.qs.mu.Unlock()
-	if !s.holderLives(by) {
+	if !s.interpLives(by) {
 		return
 	}
 	for _, id := range ids {
@@ -167,27 +167,19 @@ func (s *Supervisor) holdQueues(by int64, b []byte) {
 func (s *Supervisor) holdQueue(by, id int64) {
 	s.qs.mu.Lock()
 	defer s.qs.mu.Unlock()
-	if q := s.qs.byID[id]; q != nil && s.holderLives(by) {
+	if q := s.qs.byID[id]; q != nil && s.interpLives(by) {
 		q.holders[by] = struct{}{}
 	}
 }
 
-// interpLives reports whether interpreter id has not ended yet.
+// interpLives reports whether interpreter id has not ended yet. Checked
+// under a lock its end also takes next (queues.mu before a hold, a queue's
+// mu before a put), so what it lets through is undone by that end: a hold
+// released by releaseHolder, an item unbound by unbindItems.
 func (s *Supervisor) interpLives(id int64) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	_, ok := s.interps[id]
-	return ok
-}
-
-// holderLives reports whether interpreter by has not ended yet. A hold
-// taken for one that has would never be released (its end already ran
-// releaseHolder), so none is taken. queues.mu is held: an end that has not
-// removed the interpreter yet runs releaseHolder after this hold.
-func (s *Supervisor) holderLives(by int64) bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	_, ok := s.interps[by]
 	return ok
 }
 
@@ -346,7 +338,7 @@ func (s *Supervisor) QueuePut(ctx context.Context, id int64, data []byte, from i
 			return nil
 		}
 		// Straight to a waiting get, when no item is ahead of this one.
-		if pg := q.claimParkedIfEmpty(); pg != nil {
+		if pg := q.claimParked(); pg != nil {
 			q.mu.Unlock()
 			s.deliver(pg.by, data)
 			ok := pg.answer(data)
@@ -388,19 +380,15 @@ func (s *Supervisor) QueuePut(ctx context.Context, id int64, data []byte, from i
 	}
 }
 
-// claimParkedIfEmpty is claimParked when no item waits in q: a get
-// answered directly must not overtake one. q.mu is held.
-func (q *queue) claimParkedIfEmpty() *parkedGet {
+// claimParked takes the oldest parked get still waiting, for a put to
+// answer directly; none while an item waits in q, which the answer would
+// overtake. A get whose context has ended is left to give up on its own:
+// its worker's call is over, and an item written to it would be lost.
+// q.mu is held.
+func (q *queue) claimParked() *parkedGet {
 	if len(q.items) > 0 {
 		return nil
 	}
-	return q.claimParked()
-}
-
-// claimParked takes the oldest parked get still waiting. A get whose
-// context has ended is left to give up on its own: its worker's call is
-// over, and an item written to it would be lost. q.mu is held.
-func (q *queue) claimParked() *parkedGet {
 	for i, pg := range q.parked {
 		if pg.ctx.Err() != nil {
 			continue
