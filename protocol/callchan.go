@@ -32,14 +32,21 @@ func (c *CallConn) Read() (*Message, error) {
 	return DecodeMessage(frame)
 }
 
-// Request writes a request.
+// Request writes a request. A request that could not be sent without
+// touching the connection (its params cannot be encoded, or it is larger
+// than a frame) fails with an *Error, and the channel stays usable; any
+// other error is the connection's.
 func (c *CallConn) Request(id uint32, method string, params any) error {
 	fe := getEncoder()
 	defer putEncoder(fe)
 	if err := fe.request(id, method, params); err != nil {
-		return err
+		return AsError(err)
 	}
-	return c.write(fe)
+	frame, err := fe.finish()
+	if err != nil {
+		return Errorf(CodeInvalidArgument, "the request is more than the %d bytes a message can hold", MaxFrameSize)
+	}
+	return c.writeFrame(frame)
 }
 
 // Respond writes a response: rerr, or the result. A response that cannot

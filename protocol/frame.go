@@ -18,12 +18,6 @@ const frameHeader = 4
 // MaxFrameSize.
 var ErrFrameTooLarge = fmt.Errorf("protocol: frame larger than %d bytes", MaxFrameSize)
 
-// TooLarge is the error of a request that could not be sent because it is
-// larger than a frame: nothing was written, the channel is intact.
-func TooLarge() *Error {
-	return Errorf(CodeInvalidArgument, "the request is more than the %d bytes a message can hold", MaxFrameSize)
-}
-
 // ReadFrame reads one length-prefixed frame from r. It reuses buf when it is
 // large enough and returns the body.
 func ReadFrame(r io.Reader, buf []byte) ([]byte, error) {

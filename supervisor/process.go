@@ -177,8 +177,8 @@ func socketPair(name string) (host, worker *os.File, err error) {
 // torn down, and if it does anyway, the call fails with its error.
 func (p *process) roundTrip(ctx context.Context, deadline time.Time, id uint32, method string, params any, out func([]byte)) ([]byte, error) {
 	if err := p.calls.Request(id, method, params); err != nil {
-		if errors.Is(err, protocol.ErrFrameTooLarge) {
-			return nil, protocol.TooLarge()
+		if pe, ok := err.(*protocol.Error); ok {
+			return nil, pe // not sent; the channel is intact
 		}
 		return nil, &protocol.Error{Code: protocol.CodeClosed, Msg: "worker call channel: " + err.Error()}
 	}

@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"errors"
 	"net"
 	"os"
 	"runtime"
@@ -160,8 +159,8 @@ func (w *worker) request(method string, params any) ([]byte, error) {
 	w.requestID++
 	id := w.requestID
 	if err := w.calls.Request(id, method, params); err != nil {
-		if errors.Is(err, protocol.ErrFrameTooLarge) {
-			return nil, protocol.TooLarge()
+		if pe, ok := err.(*protocol.Error); ok {
+			return nil, pe // not sent; the channel is intact
 		}
 		return nil, &protocol.Error{Code: protocol.CodeClosed, Msg: "call channel: " + err.Error()}
 	}
