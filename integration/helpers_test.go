@@ -465,3 +465,13 @@ func closeAtCleanup(t *testing.T, rt *interpreters.Runtime) (closeRT func()) {
 	t.Cleanup(closeRT)
 	return closeRT
 }
+
+// newQueue creates an unbounded queue in rt.
+func newQueue(t *testing.T, rt *interpreters.Runtime) *interpreters.Queue {
+	t.Helper()
+	q, err := rt.CreateQueue(0)
+	if err != nil {
+		t.Fatalf("CreateQueue: %v", err)
+	}
+	return q
+}

@@ -87,16 +87,6 @@ func poolNotDone(t *testing.T, what string, f *interpreters.Future) {
 	}
 }
 
-// poolQueue creates an unbounded queue in rt.
-func poolQueue(t *testing.T, rt *interpreters.Runtime) *interpreters.Queue {
-	t.Helper()
-	q, err := rt.CreateQueue(0)
-	if err != nil {
-		t.Fatalf("CreateQueue: %v", err)
-	}
-	return q
-}
-
 // poolStarted waits for the next worker ID a poolBlocker task puts on
 // started.
 func poolStarted(t *testing.T, started *interpreters.Queue) int64 {
@@ -336,7 +326,7 @@ func TestPoolWorkerKilled(t *testing.T) {
 	t.Parallel()
 	rt := newRuntime(t)
 	p := newPool(t, rt, interpreters.PoolOptions{MaxWorkers: 2})
-	victimStarted, started, release := poolQueue(t, rt), poolQueue(t, rt), poolQueue(t, rt)
+	victimStarted, started, release := newQueue(t, rt), newQueue(t, rt), newQueue(t, rt)
 
 	victim := poolSubmit(t, p, `function(started)
 		started:put(require("interpreters").get_current().id)
@@ -415,7 +405,7 @@ func TestPoolShutdownCancelPending(t *testing.T) {
 	t.Parallel()
 	rt := newRuntime(t)
 	p := newPool(t, rt, interpreters.PoolOptions{MaxWorkers: 1})
-	started, release := poolQueue(t, rt), poolQueue(t, rt)
+	started, release := newQueue(t, rt), newQueue(t, rt)
 	running := poolSubmit(t, p, poolBlocker, started, release)
 	poolStarted(t, started)
 	pending := make([]*interpreters.Future, 3)
@@ -471,7 +461,7 @@ func TestPoolShutdownKeepsPending(t *testing.T) {
 			t.Parallel()
 			rt := newRuntime(t)
 			p := newPool(t, rt, tc.opts)
-			started, release := poolQueue(t, rt), poolQueue(t, rt)
+			started, release := newQueue(t, rt), newQueue(t, rt)
 			running := poolSubmit(t, p, poolBlocker, started, release)
 			poolStarted(t, started)
 			pending := make([]*interpreters.Future, 3)
@@ -575,7 +565,7 @@ func TestPoolFuture(t *testing.T) {
 	t.Parallel()
 	rt := newRuntime(t)
 	p := newPool(t, rt, interpreters.PoolOptions{MaxWorkers: 1})
-	started, release := poolQueue(t, rt), poolQueue(t, rt)
+	started, release := newQueue(t, rt), newQueue(t, rt)
 	f := poolSubmit(t, p, poolBlocker, started, release)
 	poolStarted(t, started)
 
@@ -635,7 +625,7 @@ func TestPoolMinIdle(t *testing.T) {
 		return len(ws) == 2
 	})
 
-	started, release := poolQueue(t, rt), poolQueue(t, rt)
+	started, release := newQueue(t, rt), newQueue(t, rt)
 	busy := poolSubmit(t, p, poolBlocker, started, release)
 	busyID := poolStarted(t, started)
 	if !poolHasID(warm, busyID) {
@@ -756,7 +746,7 @@ func TestPoolMaxWorkersBound(t *testing.T) {
 	rt := newRuntime(t)
 	const maxWorkers, tasks = 3, 9
 	p := newPool(t, rt, interpreters.PoolOptions{MaxWorkers: maxWorkers, MaxTasksPerWorker: 2})
-	started, release := poolQueue(t, rt), poolQueue(t, rt)
+	started, release := newQueue(t, rt), newQueue(t, rt)
 
 	var (
 		mu      sync.Mutex
@@ -908,7 +898,7 @@ func TestPoolRuntimeClosed(t *testing.T) {
 	rt := newRuntime(t)
 	const workers = 4
 	p := newPool(t, rt, interpreters.PoolOptions{MaxWorkers: workers})
-	started, release := poolQueue(t, rt), poolQueue(t, rt)
+	started, release := newQueue(t, rt), newQueue(t, rt)
 	running := make([]*interpreters.Future, workers)
 	for i := range running {
 		running[i] = poolSubmit(t, p, poolBlocker, started, release)
@@ -938,10 +928,7 @@ func TestPoolRuntimeClosed(t *testing.T) {
 func TestPoolInitializerRecovers(t *testing.T) {
 	t.Parallel()
 	rt := newRuntime(t)
-	failures, err := rt.CreateQueue(0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	failures := newQueue(t, rt)
 	for range 2 {
 		if err := failures.Put(true); err != nil {
 			t.Fatal(err)
@@ -961,10 +948,7 @@ func TestPoolInitializerRecovers(t *testing.T) {
 func TestPoolInitializerBackoff(t *testing.T) {
 	t.Parallel()
 	rt := newRuntime(t)
-	attempts, err := rt.CreateQueue(0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	attempts := newQueue(t, rt)
 	p := newPool(t, rt, interpreters.PoolOptions{MaxWorkers: 1, InitArgs: []any{attempts},
 		Initializer: `function(q) q:put(1) error("never", 0) end`})
 	// Each task is submitted once the one before has failed, so every
@@ -1010,13 +994,10 @@ func TestPoolShutdownEndsInitializer(t *testing.T) {
 func TestPoolMapCancelsRest(t *testing.T) {
 	t.Parallel()
 	rt := newRuntime(t)
-	ran, err := rt.CreateQueue(0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ran := newQueue(t, rt)
 	p := newPool(t, rt, interpreters.PoolOptions{MaxWorkers: 1, Initializer: "function(q) Q = q end", InitArgs: []any{ran}})
 	items := []any{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
-	_, err = p.Map(context.Background(), `function(i) Q:put(i) if i == 1 then error("first", 0) end return i end`, items)
+	_, err := p.Map(context.Background(), `function(i) Q:put(i) if i == 1 then error("first", 0) end return i end`, items)
 	wantEqual(t, "Map's error", execFailed(t, "Map", err).Msg, "first")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

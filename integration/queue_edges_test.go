@@ -14,14 +14,8 @@ import (
 func TestQueueGetEndedCallTakesNothing(t *testing.T) {
 	t.Parallel()
 	rt := newRuntime(t)
-	q, err := rt.CreateQueue(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	started, err := rt.CreateQueue(0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	q := newQueue(t, rt)
+	started := newQueue(t, rt)
 	timed := create(t, rt, interpreters.WithCallTimeout(50*time.Millisecond))
 	cancelled := create(t, rt)
 	for i := range 10 {
@@ -90,10 +84,7 @@ func TestQueueOrderAfterDeadGetter(t *testing.T) {
 	t.Parallel()
 	rt := newRuntime(t)
 	for round := range 10 {
-		q, err := rt.CreateQueue(0)
-		if err != nil {
-			t.Fatal(err)
-		}
+		q := newQueue(t, rt)
 		victim, other := create(t, rt), create(t, rt)
 		vt := victim.CallInThread("function(q) return q:get() end", q)
 		waitRunning(t, victim, vt.Done())
