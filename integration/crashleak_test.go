@@ -2,10 +2,12 @@ package integration
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -33,6 +35,58 @@ func openFDs(t *testing.T) int {
 		t.Skipf("no /proc/self/fd: %v", err)
 	}
 	return len(entries)
+}
+
+// hostState is what the host holds that interpreters coming and going
+// must give back: goroutines, open file descriptors, child processes.
+type hostState struct {
+	goroutines, fds int
+	children        map[int]bool
+}
+
+// hostNow is the host's state.
+func hostNow(t *testing.T) hostState {
+	t.Helper()
+	h := hostState{goroutines: runtime.NumGoroutine(), fds: openFDs(t), children: make(map[int]bool)}
+	for _, p := range isoChildPids() {
+		h.children[p] = true
+	}
+	return h
+}
+
+// wantHostBack waits, for up to 10 s, until the host holds at most before's
+// goroutines and file descriptors plus their slack, and no child process
+// before did not have; then it fails t for whatever is still over, saying
+// after what. It returns the state it ended with.
+func wantHostBack(t *testing.T, before hostState, goroutineSlack, fdSlack int, after string) hostState {
+	t.Helper()
+	var now hostState
+	var left []string
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		runtime.GC()
+		now, left = hostNow(t), nil
+		for p := range now.children {
+			if !before.children[p] {
+				left = append(left, isoDescribePid(p))
+			}
+		}
+		if (now.goroutines <= before.goroutines+goroutineSlack && now.fds <= before.fds+fdSlack && len(left) == 0) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if now.goroutines > before.goroutines+goroutineSlack {
+		buf := make([]byte, 4<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		t.Errorf("%d goroutines %s, %d before: leaked\n%s", now.goroutines, after, before.goroutines, buf)
+	}
+	if now.fds > before.fds+fdSlack {
+		t.Errorf("%d open file descriptors %s, %d before: leaked", now.fds, after, before.fds)
+	}
+	if len(left) > 0 {
+		t.Errorf("%d new child process(es) %s:\n\t%s", len(left), after, strings.Join(left, "\n\t"))
+	}
+	return now
 }
 
 // crashOnce creates an interpreter, starts a call that never ends, kills
@@ -90,8 +144,8 @@ func TestCrashLeak(t *testing.T) {
 	crashOnce(t, rt)
 	runtime.GC()
 	time.Sleep(50 * time.Millisecond)
-	goroutines, fds, children := runtime.NumGoroutine(), openFDs(t), len(isoChildPids())
-	t.Logf("before: %d goroutines, %d file descriptors, %d child processes", goroutines, fds, children)
+	before := hostNow(t)
+	t.Logf("before: %d goroutines, %d file descriptors, %d child processes", before.goroutines, before.fds, len(before.children))
 
 	began := time.Now()
 	lats := make([]time.Duration, crashLeakCrashes)
@@ -126,25 +180,6 @@ func TestCrashLeak(t *testing.T) {
 	}
 	wantEqual(t, "the kept interpreter's state", global(t, keep, "kept"), "before")
 
-	var g, f, c int
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		runtime.GC()
-		g, f, c = runtime.NumGoroutine(), openFDs(t), len(isoChildPids())
-		if (g <= goroutines+crashLeakGoroutines && f <= fds+crashLeakFDs && c <= children) || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Logf("after: %d goroutines, %d file descriptors, %d child processes", g, f, c)
-	if g > goroutines+crashLeakGoroutines {
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		t.Errorf("%d goroutines after %d crashes, %d before: leaked\n%s", g, crashLeakCrashes, goroutines, buf)
-	}
-	if f > fds+crashLeakFDs {
-		t.Errorf("%d open file descriptors after %d crashes, %d before: leaked", f, crashLeakCrashes, fds)
-	}
-	if c > children {
-		t.Errorf("%d child processes after %d crashes, %d before: %v", c, crashLeakCrashes, children, isoChildPids())
-	}
+	after := wantHostBack(t, before, crashLeakGoroutines, crashLeakFDs, fmt.Sprintf("after %d crashes", crashLeakCrashes))
+	t.Logf("after: %d goroutines, %d file descriptors, %d child processes", after.goroutines, after.fds, len(after.children))
 }

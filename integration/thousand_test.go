@@ -63,14 +63,10 @@ func TestThousandInterpreters(t *testing.T) {
 	}
 	runtime.GC()
 	time.Sleep(50 * time.Millisecond)
-	goroutines, fds, rss := runtime.NumGoroutine(), openFDs(t), selfRSS(t)
-	children := make(map[int]bool)
-	for _, p := range isoChildPids() {
-		children[p] = true
-	}
+	before, rss := hostNow(t), selfRSS(t)
 	available := memAvailable(t)
 	t.Logf("before: host RSS %s, %d goroutines, %d file descriptors, %d child processes",
-		mib(rss), goroutines, fds, len(children))
+		mib(rss), before.goroutines, before.fds, len(before.children))
 
 	// Create them all, each with a global of its own.
 	its := make([]*interpreters.Interpreter, n)
@@ -156,7 +152,7 @@ func TestThousandInterpreters(t *testing.T) {
 	t.Logf("workers' page tables %s in all (%.0f KiB each), %d threads in all (%.1f each)",
 		mib(pageTables), float64(pageTables)/float64(n)/1024, threads, float64(threads)/float64(n))
 	t.Logf("host: RSS %s (+%s), %d goroutines (+%.1f each), %d file descriptors (+%.1f each)",
-		mib(hostRSS), mib(hostRSS-rss), hostG, float64(hostG-goroutines)/float64(n), hostFDs, float64(hostFDs-fds)/float64(n))
+		mib(hostRSS), mib(hostRSS-rss), hostG, float64(hostG-before.goroutines)/float64(n), hostFDs, float64(hostFDs-before.fds)/float64(n))
 	// System-wide: anything else running moves it, and so does memory the
 	// kernel is still taking back from the workers of an earlier run.
 	t.Logf("system: MemAvailable fell by %s (%s per interpreter, kernel memory included)",
@@ -175,33 +171,8 @@ func TestThousandInterpreters(t *testing.T) {
 	wantList(t, "ListAll after closing every interpreter", listAll(t, rt), rt.GetMain())
 
 	// The host is back where it started, with the runtime still up.
-	var g, f int
-	var left []string
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		runtime.GC()
-		g, f, left = runtime.NumGoroutine(), openFDs(t), nil
-		for _, p := range isoChildPids() {
-			if !children[p] {
-				left = append(left, isoDescribePid(p))
-			}
-		}
-		if (g <= goroutines+thousandGoroutines && f <= fds+thousandFDs && len(left) == 0) || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Logf("after: host RSS %s, %d goroutines, %d file descriptors, %d new child processes", mib(selfRSS(t)), g, f, len(left))
-	if g > goroutines+thousandGoroutines {
-		buf := make([]byte, 4<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		t.Errorf("%d goroutines after closing %d interpreters, %d before: leaked\n%s", g, n, goroutines, buf)
-	}
-	if f > fds+thousandFDs {
-		t.Errorf("%d open file descriptors after closing %d interpreters, %d before: leaked", f, n, fds)
-	}
-	if len(left) > 0 {
-		t.Errorf("%d child process(es) left after closing every interpreter:\n\t%s", len(left), strings.Join(left, "\n\t"))
-	}
+	after := wantHostBack(t, before, thousandGoroutines, thousandFDs, fmt.Sprintf("after closing %d interpreters", n))
+	t.Logf("after: host RSS %s, %d goroutines, %d file descriptors, %d child processes", mib(selfRSS(t)), after.goroutines, after.fds, len(after.children))
 	closeRT()
 	if gone := childPids(pids); len(gone) > 0 {
 		t.Errorf("workers still children of this process after Runtime.Close: %v", gone)
