@@ -459,19 +459,19 @@ func (r *remoteBackend) QueuePut(ctx context.Context, id int64, data []byte, _ i
 		ctx = context.Background()
 	}
 	err := r.do(ctx, protocol.ControlQueuePut, &protocol.QueuePutParams{ID: id, Value: data, Unbound: mode, Block: block, TimeoutNs: timeoutNs(ctx)}, nil)
-	return queueWaitEnded(err, protocol.CodeQueueFull, "queue %d is full", id)
+	return queueWaitEnded(err, id, protocol.CodeQueueFull)
 }
 
 // queueWaitEnded makes the end of a queue operation's context, when it
 // ends the operation on this side of the connection (before the request
 // went out, or while waiting for its answer), the queue's own error with
 // the context's reason as its cause, as the daemon reports it.
-func queueWaitEnded(err error, code protocol.Code, format string, id int64) error {
+func queueWaitEnded(err error, id int64, code protocol.Code) error {
 	e := protocol.AsError(err)
 	if e == nil || (e.Code != protocol.CodeCanceled && e.Code != protocol.CodeDeadlineExceeded) {
 		return err
 	}
-	return &protocol.Error{Code: code, Msg: fmt.Sprintf(format, id), Cause: e.Code}
+	return protocol.QueueWaitEnded(id, code, e)
 }
 
 func (r *remoteBackend) QueueGet(ctx context.Context, id int64, block bool) (supervisor.QueueItem, error) {
@@ -480,7 +480,7 @@ func (r *remoteBackend) QueueGet(ctx context.Context, id int64, block bool) (sup
 	}
 	var res protocol.QueueGetResult
 	if err := r.do(ctx, protocol.ControlQueueGet, &protocol.QueueGetParams{ID: id, Block: block, TimeoutNs: timeoutNs(ctx)}, &res); err != nil {
-		return supervisor.QueueItem{}, queueWaitEnded(err, protocol.CodeQueueEmpty, "queue %d is empty", id)
+		return supervisor.QueueItem{}, queueWaitEnded(err, id, protocol.CodeQueueEmpty)
 	}
 	if res.Unbound {
 		return supervisor.QueueItem{Unbound: true}, nil

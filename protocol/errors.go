@@ -77,6 +77,17 @@ func (e *Error) Clipped(n int) *Error {
 	return &c
 }
 
+// QueueWaitEnded is the error of a wait on queue id that ended before it
+// was over: a get (code CodeQueueEmpty) or a put (CodeQueueFull) whose
+// context ended with err, which becomes its cause.
+func QueueWaitEnded(id int64, code Code, err error) *Error {
+	state := "empty"
+	if code == CodeQueueFull {
+		state = "full"
+	}
+	return &Error{Code: code, Msg: fmt.Sprintf("queue %d is %s", id, state), Cause: AsError(err).Code}
+}
+
 // Errorf returns an *Error with the given code and a formatted message.
 func Errorf(code Code, format string, args ...any) *Error {
 	return &Error{Code: code, Msg: fmt.Sprintf(format, args...)}

@@ -2,7 +2,6 @@ package supervisor
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -45,8 +44,8 @@ func (s *Supervisor) callbacks(from int64) map[string]protocol.Handler {
 			}
 			ctx, stop := untilCallDeadline(ctx)
 			defer stop()
-			if err := callOver(ctx, p.ID, protocol.CodeQueueFull, "full"); err != nil {
-				return nil, err
+			if ctx.Err() != nil { // the call is over: its caller saw it fail
+				return nil, protocol.QueueWaitEnded(p.ID, protocol.CodeQueueFull, ctx.Err())
 			}
 			ctx, cancel := withTimeout(ctx, p.TimeoutNs)
 			defer cancel()
@@ -59,8 +58,8 @@ func (s *Supervisor) callbacks(from int64) map[string]protocol.Handler {
 			}
 			ctx, stop := untilCallDeadline(ctx)
 			defer stop()
-			if err := callOver(ctx, p.ID, protocol.CodeQueueEmpty, "empty"); err != nil {
-				return nil, err
+			if ctx.Err() != nil { // the call is over: its caller saw it fail
+				return nil, protocol.QueueWaitEnded(p.ID, protocol.CodeQueueEmpty, ctx.Err())
 			}
 			ctx, cancel := withTimeout(ctx, p.TimeoutNs)
 			defer cancel()
@@ -160,16 +159,6 @@ func restricted(id int64, op string) error {
 		return protocol.Errorf(protocol.CodeInterpreter, "cannot %s unrecognized interpreter %d", op, id)
 	}
 	return nil
-}
-
-// callOver is the error of a queue request that arrives after the call it
-// was made in has ended (cancelled, or past its deadline): it neither takes
-// nor leaves an item, since its caller has seen the call fail.
-func callOver(ctx context.Context, id int64, code protocol.Code, state string) error {
-	if ctx.Err() == nil {
-		return nil
-	}
-	return &protocol.Error{Code: code, Msg: fmt.Sprintf("queue %d is %s", id, state), Cause: protocol.AsError(ctx.Err()).Code}
 }
 
 func decodeParams(body []byte, v any) error {

@@ -3,7 +3,6 @@ package supervisor
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"sort"
 	"sync"
@@ -376,7 +375,7 @@ func (s *Supervisor) QueuePut(ctx context.Context, id int64, data []byte, from i
 		case <-ctx.Done():
 		}
 		s.releaseRefs(refs)
-		return &protocol.Error{Code: protocol.CodeQueueFull, Msg: fmt.Sprintf("queue %d is full", id), Cause: protocol.AsError(ctx.Err()).Code}
+		return protocol.QueueWaitEnded(id, protocol.CodeQueueFull, ctx.Err())
 	}
 }
 
@@ -504,7 +503,7 @@ func (s *Supervisor) queueGet(ctx context.Context, id int64, block bool, by int6
 				return QueueItem{}, errAnswered
 			}
 		}
-		return QueueItem{}, &protocol.Error{Code: protocol.CodeQueueEmpty, Msg: fmt.Sprintf("queue %d is empty", id), Cause: protocol.AsError(ctx.Err()).Code}
+		return QueueItem{}, protocol.QueueWaitEnded(id, protocol.CodeQueueEmpty, ctx.Err())
 	}
 }
 
