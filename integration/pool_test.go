@@ -924,23 +924,26 @@ func TestPoolRuntimeClosed(t *testing.T) {
 
 // TestPoolInitializerRecovers: with warm workers kept, an initializer that
 // fails at first is retried until it succeeds; no warm worker holds on to
-// a failure that no longer applies.
+// a failure that no longer applies. The task is submitted once an
+// initializer has said it succeeded: a task submitted while a failing one
+// still runs is the task that failure is reported to.
 func TestPoolInitializerRecovers(t *testing.T) {
 	t.Parallel()
 	rt := newRuntime(t)
-	failures := newQueue(t, rt)
+	failures, succeeded := newQueue(t, rt), newQueue(t, rt)
 	for range 2 {
 		if err := failures.Put(true); err != nil {
 			t.Fatal(err)
 		}
 	}
-	p := newPool(t, rt, interpreters.PoolOptions{MaxWorkers: 2, MinIdle: 1, InitArgs: []any{failures},
-		Initializer: `function(q) if not q:empty() then q:get_nowait() error("not yet", 0) end end`})
-	poolWaitWorkers(t, rt, "a warm worker once the initializer succeeds", func(ws []*interpreters.Interpreter) bool {
-		n, err := failures.QSize()
-		return err == nil && n == 0 && len(ws) == 1
-	})
-	wantEqual(t, "a task after the initializer recovered", poolRun(t, p, "function() return 'ran' end"), "ran")
+	p := newPool(t, rt, interpreters.PoolOptions{MaxWorkers: 2, MinIdle: 1, InitArgs: []any{failures, succeeded},
+		Initializer: `function(q, ok) if not q:empty() then q:get_nowait() error("not yet", 0) end
+			ok:put(require("interpreters").get_current().id) end`})
+	warm := poolStarted(t, succeeded)
+	if n, err := failures.QSize(); err != nil || n != 0 {
+		t.Fatalf("failures left once an initializer succeeded: %d, %v; want 0", n, err)
+	}
+	wantEqual(t, "the worker a task runs in after the initializer recovered", poolRun(t, p, poolCurrentID), warm)
 }
 
 // TestPoolInitializerBackoff: workers whose initializer keeps failing are
