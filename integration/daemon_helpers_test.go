@@ -26,7 +26,7 @@ type testDaemon struct {
 // socketDir returns a fresh private directory for a daemon socket. It is
 // short on purpose: a Unix socket path must fit in 108 bytes, which a
 // t.TempDir named after a nested test may not.
-func socketDir(t *testing.T) string {
+func socketDir(t testing.TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "sd")
 	if err != nil {
@@ -39,7 +39,7 @@ func socketDir(t *testing.T) string {
 // startDaemon serves a daemon in-process on a socket of its own; it is
 // shut down, every interpreter closed, when the test ends. cfg's Socket
 // and Logger are filled in when empty.
-func startDaemon(t *testing.T, cfg daemon.Config) *testDaemon {
+func startDaemon(t testing.TB, cfg daemon.Config) *testDaemon {
 	t.Helper()
 	if cfg.Socket == "" {
 		cfg.Socket = filepath.Join(socketDir(t), "d.sock")
@@ -64,7 +64,7 @@ func startDaemon(t *testing.T, cfg daemon.Config) *testDaemon {
 
 // stop shuts the daemon down and waits for Serve to return; it may be
 // called more than once.
-func (d *testDaemon) stop(t *testing.T) {
+func (d *testDaemon) stop(t testing.TB) {
 	t.Helper()
 	d.cancel()
 	select {
@@ -82,7 +82,7 @@ func (d *testDaemon) stop(t *testing.T) {
 
 // dial connects a runtime to the daemon; the connection is closed when
 // the test ends, before the daemon stops.
-func (d *testDaemon) dial(t *testing.T, opts ...interpreters.Option) *interpreters.Runtime {
+func (d *testDaemon) dial(t testing.TB, opts ...interpreters.Option) *interpreters.Runtime {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), bounded)
 	defer cancel()

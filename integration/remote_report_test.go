@@ -1,0 +1,193 @@
+package integration
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/subinterp/subinterp/daemon"
+	"github.com/subinterp/subinterp/internal/testcert"
+	"github.com/subinterp/subinterp/interpreters"
+)
+
+// BenchmarkRemoteReport measures the same operations on a local runtime
+// and on runtimes dialled to a daemon (over its Unix socket, and over TCP
+// with TLS) in one run, interleaved round by round, and prints each
+// remote p50 as a multiple of the local one; then calls/s of 8 callers,
+// each with an interpreter of its own, locally and as 8 clients of one
+// daemon. Run it once:
+//
+//	go test -run '^$' -bench '^BenchmarkRemoteReport$' -benchtime 1x ./integration/
+func BenchmarkRemoteReport(b *testing.B) {
+	rounds := envInt("SUBINTERP_BENCH_ROUNDS", 5)
+	calls := envInt("SUBINTERP_BENCH_CALLS", 2000)
+
+	d := benchDaemon(b)
+	local := interpreters.New()
+	defer local.Close()
+	runtimes := []struct {
+		name string
+		rt   *interpreters.Runtime
+	}{
+		{"local", local},
+		{"Dial unix", d.dial(b)},
+		{"Dial tcp+tls", d.dialTLS(b)},
+	}
+
+	type variant struct {
+		op, rt string
+		fn     func(i int) error
+	}
+	var variants []variant
+	for _, r := range runtimes {
+		it, err := r.rt.Create()
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer it.Close()
+		if err := it.Exec(`function echo(x) return x end`); err != nil {
+			b.Fatal(err)
+		}
+		handoff, stop := startRelay(b, r.rt)
+		defer stop()
+		variants = append(variants,
+			variant{"Call", r.name, func(i int) error { _, err := it.Call("echo", i); return err }},
+			variant{"Exec", r.name, func(int) error { return it.Exec("x = 1") }},
+			variant{"PrepareMain", r.name, func(i int) error { return it.PrepareMain(map[string]any{"x": i}) }},
+			variant{"queue hand-off via a Lua relay", r.name, handoff},
+		)
+	}
+	key := func(v variant) string { return v.op + " / " + v.rt }
+	p50 := make(map[string][]time.Duration)
+	p99 := make(map[string][]time.Duration)
+	for range rounds {
+		for _, v := range variants {
+			lat := make([]time.Duration, 0, calls)
+			for i := range calls {
+				start := time.Now()
+				if err := v.fn(i); err != nil {
+					b.Fatalf("%s: %v", key(v), err)
+				}
+				lat = append(lat, time.Since(start))
+			}
+			sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+			p50[key(v)] = append(p50[key(v)], lat[len(lat)/2])
+			p99[key(v)] = append(p99[key(v)], lat[len(lat)*99/100])
+		}
+	}
+	tput := remoteThroughput(b, local, d, rounds)
+
+	var out strings.Builder
+	fmt.Fprintf(&out, "\nsubinterp remote report: %d rounds of %d operations, median of per-round p50/p99\n\n", rounds, calls)
+	fmt.Fprintf(&out, "| %-45s | %10s | %10s | %14s |\n|---|---:|---:|---:|\n", "operation / runtime", "p50", "p99", "p50 ÷ local")
+	for _, v := range variants {
+		k := key(v)
+		ratio := float64(median(p50[k])) / float64(median(p50[v.op+" / local"]))
+		fmt.Fprintf(&out, "| %-45s | %10s | %10s | %14.2f |\n", k,
+			median(p50[k]).Round(100*time.Nanosecond), median(p99[k]).Round(100*time.Nanosecond), ratio)
+	}
+	fmt.Fprintf(&out, "\n| 8 callers, an interpreter each | calls/s | ÷ local |\n|---|---:|---:|\n")
+	for _, name := range []string{"local", "Dial unix, a client each", "Dial tcp+tls, a client each"} {
+		fmt.Fprintf(&out, "| %s | %.0f | %.2f |\n", name, tput[name], tput[name]/tput["local"])
+	}
+	fmt.Fprintf(&out, "\ntarget: Call through the daemon ≤ 2.00× local\n")
+	fmt.Print(out.String())
+}
+
+// tlsDaemon is a test daemon serving TCP with TLS beside its Unix socket.
+type tlsDaemon struct {
+	*testDaemon
+	roots *x509.CertPool
+}
+
+// dialTLS connects a runtime to the daemon over TCP with TLS; the
+// connection is closed when the benchmark ends.
+func (d *tlsDaemon) dialTLS(tb testing.TB) *interpreters.Runtime {
+	ctx, cancel := context.WithTimeout(context.Background(), bounded)
+	defer cancel()
+	rt, err := interpreters.Dial(ctx, "tcp://"+d.TCPAddr().String(),
+		interpreters.WithToken("bench-token"), interpreters.WithTLS(&tls.Config{RootCAs: d.roots}))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { rt.Close() })
+	return rt
+}
+
+// benchDaemon starts a daemon serving a Unix socket and TCP with TLS.
+func benchDaemon(b *testing.B) *tlsDaemon {
+	serverTLS, caPEM, err := testcert.New()
+	if err != nil {
+		b.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		b.Fatal("the test certificate is not PEM")
+	}
+	tokenFile := filepath.Join(b.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("bench-token"), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	d := startDaemon(b, daemon.Config{Listen: "127.0.0.1:0", TokenFile: tokenFile, TLS: serverTLS})
+	return &tlsDaemon{testDaemon: d, roots: pool}
+}
+
+// remoteThroughput is calls/s of 8 concurrent callers, each calling an
+// interpreter of its own: on a local runtime, and each through a client
+// of its own to one daemon, over its Unix socket and over TCP with TLS.
+func remoteThroughput(b *testing.B, local *interpreters.Runtime, d *tlsDaemon, rounds int) map[string]float64 {
+	const callers = 8
+	const per = 500
+	sets := map[string][]*interpreters.Interpreter{}
+	add := func(name string, rt *interpreters.Runtime) {
+		it, err := rt.Create()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { it.Close() })
+		sets[name] = append(sets[name], it)
+	}
+	for range callers {
+		add("local", local)
+		add("Dial unix, a client each", d.dial(b))
+		add("Dial tcp+tls, a client each", d.dialTLS(b))
+	}
+	run := func(its []*interpreters.Interpreter) float64 {
+		var wg sync.WaitGroup
+		start := time.Now()
+		for _, it := range its {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range per {
+					if _, err := it.Call("tostring", i); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		return float64(callers*per) / time.Since(start).Seconds()
+	}
+	all := map[string][]float64{}
+	for range rounds {
+		for _, name := range []string{"local", "Dial unix, a client each", "Dial tcp+tls, a client each"} {
+			all[name] = append(all[name], run(sets[name]))
+		}
+	}
+	res := map[string]float64{}
+	for name, v := range all {
+		sort.Float64s(v)
+		res[name] = v[len(v)/2]
+	}
+	return res
+}
