@@ -466,3 +466,77 @@ func (o *outputLog) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// list describes the live interpreters; with stats it asks every worker
+// for its resource use, a bounded number at a time.
+func (s *Server) list(ctx context.Context, stats bool) []protocol.InterpInfo {
+	infos := s.sup.List()
+	out := make([]protocol.InterpInfo, len(infos))
+	for i, in := range infos {
+		out[i] = protocol.InterpInfo{ID: in.ID, Pid: in.Pid, CreatedUnixNano: in.Created.UnixNano(), Running: in.Running, Calls: in.Calls}
+	}
+	if !stats {
+		return out
+	}
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	for i := range out {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			sctx, cancel := context.WithTimeout(ctx, statsTimeout)
+			defer cancel()
+			if st, err := s.sup.Stats(sctx, out[i].ID); err == nil {
+				out[i].RSSBytes = st.RSSBytes
+				out[i].CPUNanos = st.CPUNanos
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+func (s *Server) queueList() []protocol.QueueEntry {
+	qs := s.sup.Queues()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]protocol.QueueEntry, len(qs))
+	for i, q := range qs {
+		out[i] = protocol.QueueEntry{ID: q.ID, MaxSize: q.MaxSize, Unbound: q.Unbound, Size: q.Size, Pinned: s.pins[q.ID]}
+	}
+	return out
+}
+
+// pin takes a reference the daemon holds itself, so the queue outlives
+// every connection, until unpin.
+func (s *Server) pin(id int64) error {
+	if err := s.sup.RetainQueue(id); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.pins[id]++
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Server) unpin(id int64) error {
+	s.mu.Lock()
+	n := s.pins[id]
+	switch {
+	case n == 0:
+		s.mu.Unlock()
+		if _, err := s.sup.Queue(id); err != nil {
+			return err
+		}
+		return protocol.Errorf(protocol.CodeInvalidArgument, "queue %d is not pinned", id)
+	case n == 1:
+		delete(s.pins, id)
+	default:
+		s.pins[id] = n - 1
+	}
+	s.mu.Unlock()
+	s.sup.ReleaseQueue(id)
+	return nil
+}

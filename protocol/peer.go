@@ -11,13 +11,6 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// Handler serves one request. body is the raw msgpack params and stays
-// valid after the handler returns. The result is encoded with msgpack (a
-// msgpack.RawMessage is sent verbatim); a returned *Error crosses as is,
-// any other error as CodeInterpreter. ctx is cancelled when the caller sends
-// "$cancel" or the session ends.
-type Handler func(ctx context.Context, body []byte) (any, error)
-
 // MethodCancel is the notification that cancels an in-flight request: its
 // params are the request's id.
 const MethodCancel = "$cancel"

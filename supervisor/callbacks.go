@@ -2,7 +2,6 @@ package supervisor
 
 import (
 	"context"
-	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -16,18 +15,10 @@ import (
 // call's (cancelled or past its deadline) or when the worker dies.
 func (s *Supervisor) callbacks(from int64) map[string]protocol.Handler {
 	return map[string]protocol.Handler{
-		protocol.MethodQueueCreate: func(_ context.Context, body []byte) (any, error) {
-			var p protocol.QueueCreateParams
-			if err := decodeParams(body, &p); err != nil {
-				return nil, err
-			}
+		protocol.MethodQueueCreate: protocol.Handle(func(_ context.Context, p *protocol.QueueCreateParams) (any, error) {
 			return s.createQueue(p.MaxSize, p.Unbound, from)
-		},
-		protocol.MethodQueueInfo: func(_ context.Context, body []byte) (any, error) {
-			var p protocol.IDParams
-			if err := decodeParams(body, &p); err != nil {
-				return nil, err
-			}
+		}),
+		protocol.MethodQueueInfo: protocol.Handle(func(_ context.Context, p *protocol.IDParams) (any, error) {
 			info, err := s.Queue(p.ID)
 			if err != nil {
 				return nil, err
@@ -36,32 +27,24 @@ func (s *Supervisor) callbacks(from int64) map[string]protocol.Handler {
 			// Queue(id) from a bare ID reaches the queue from then on.
 			s.holdQueue(from, p.ID)
 			return &protocol.QueueInfo{MaxSize: info.MaxSize, Unbound: info.Unbound, Size: info.Size}, nil
-		},
-		protocol.MethodQueuePut: func(ctx context.Context, body []byte) (any, error) {
-			var p protocol.QueuePutParams
-			if err := decodeParams(body, &p); err != nil {
-				return nil, err
-			}
+		}),
+		protocol.MethodQueuePut: protocol.Handle(func(ctx context.Context, p *protocol.QueuePutParams) (any, error) {
 			ctx, stop := untilCallDeadline(ctx)
 			defer stop()
 			if ctx.Err() != nil { // the call is over: its caller saw it fail
 				return nil, protocol.QueueWaitEnded(p.ID, protocol.CodeQueueFull, ctx.Err())
 			}
-			ctx, cancel := withTimeout(ctx, p.TimeoutNs)
+			ctx, cancel := protocol.WithTimeout(ctx, p.TimeoutNs)
 			defer cancel()
 			return nil, s.QueuePut(ctx, p.ID, p.Item(), from, p.Unbound, p.Block)
-		},
-		protocol.MethodQueueGet: func(ctx context.Context, body []byte) (any, error) {
-			var p protocol.QueueGetParams
-			if err := decodeParams(body, &p); err != nil {
-				return nil, err
-			}
+		}),
+		protocol.MethodQueueGet: protocol.Handle(func(ctx context.Context, p *protocol.QueueGetParams) (any, error) {
 			ctx, stop := untilCallDeadline(ctx)
 			defer stop()
 			if ctx.Err() != nil { // the call is over: its caller saw it fail
 				return nil, protocol.QueueWaitEnded(p.ID, protocol.CodeQueueEmpty, ctx.Err())
 			}
-			ctx, cancel := withTimeout(ctx, p.TimeoutNs)
+			ctx, cancel := protocol.WithTimeout(ctx, p.TimeoutNs)
 			defer cancel()
 			var answer func([]byte) bool
 			if respond, ok := ctx.Value(respondKey{}).(func(any) bool); ok {
@@ -72,7 +55,7 @@ func (s *Supervisor) callbacks(from int64) map[string]protocol.Handler {
 				return nil, err
 			}
 			return &protocol.QueueGetResult{Unbound: item.Unbound, Value: item.Data}, nil
-		},
+		}),
 		protocol.MethodInterpCreate: func(ctx context.Context, _ []byte) (any, error) {
 			return s.createFrom(ctx, from)
 		},
@@ -85,28 +68,16 @@ func (s *Supervisor) callbacks(from int64) map[string]protocol.Handler {
 			}
 			return ids, nil
 		},
-		protocol.MethodInterpExists: func(_ context.Context, body []byte) (any, error) {
-			var p protocol.IDParams
-			if err := decodeParams(body, &p); err != nil {
-				return nil, err
-			}
+		protocol.MethodInterpExists: protocol.Handle(func(_ context.Context, p *protocol.IDParams) (any, error) {
 			return p.ID == 0 || s.Exists(p.ID), nil
-		},
-		protocol.MethodInterpRunning: func(_ context.Context, body []byte) (any, error) {
-			var p protocol.IDParams
-			if err := decodeParams(body, &p); err != nil {
-				return nil, err
-			}
+		}),
+		protocol.MethodInterpRunning: protocol.Handle(func(_ context.Context, p *protocol.IDParams) (any, error) {
 			if p.ID == 0 {
 				return true, nil
 			}
 			return s.IsRunning(p.ID)
-		},
-		protocol.MethodInterpClose: func(_ context.Context, body []byte) (any, error) {
-			var p protocol.IDParams
-			if err := decodeParams(body, &p); err != nil {
-				return nil, err
-			}
+		}),
+		protocol.MethodInterpClose: protocol.Handle(func(_ context.Context, p *protocol.IDParams) (any, error) {
 			if err := restricted(p.ID, "destroy"); err != nil {
 				return nil, err
 			}
@@ -114,22 +85,14 @@ func (s *Supervisor) callbacks(from int64) map[string]protocol.Handler {
 				return nil, protocol.Errorf(protocol.CodeInterpreter, "interpreter %d cannot close itself", from)
 			}
 			return nil, s.CloseInterpreter(p.ID)
-		},
-		protocol.MethodInterpExec: func(ctx context.Context, body []byte) (any, error) {
-			var p protocol.InterpExecParams
-			if err := decodeParams(body, &p); err != nil {
-				return nil, err
-			}
+		}),
+		protocol.MethodInterpExec: protocol.Handle(func(ctx context.Context, p *protocol.InterpExecParams) (any, error) {
 			if err := restricted(p.ID, "exec code for"); err != nil {
 				return nil, err
 			}
 			return nil, s.Exec(ctx, p.ID, p.Source)
-		},
-		protocol.MethodInterpCall: func(ctx context.Context, body []byte) (any, error) {
-			var p protocol.InterpCallParams
-			if err := decodeParams(body, &p); err != nil {
-				return nil, err
-			}
+		}),
+		protocol.MethodInterpCall: protocol.Handle(func(ctx context.Context, p *protocol.InterpCallParams) (any, error) {
 			if err := restricted(p.ID, "make a call in"); err != nil {
 				return nil, err
 			}
@@ -138,17 +101,13 @@ func (s *Supervisor) callbacks(from int64) map[string]protocol.Handler {
 				return nil, err
 			}
 			return msgpack.RawMessage(res), nil
-		},
-		protocol.MethodInterpPrepare: func(ctx context.Context, body []byte) (any, error) {
-			var p protocol.InterpPrepareParams
-			if err := decodeParams(body, &p); err != nil {
-				return nil, err
-			}
+		}),
+		protocol.MethodInterpPrepare: protocol.Handle(func(ctx context.Context, p *protocol.InterpPrepareParams) (any, error) {
 			if err := restricted(p.ID, "update __main__ for"); err != nil {
 				return nil, err
 			}
 			return nil, s.PrepareMain(ctx, p.ID, p.Names)
-		},
+		}),
 	}
 }
 
@@ -159,18 +118,4 @@ func restricted(id int64, op string) error {
 		return protocol.Errorf(protocol.CodeInterpreter, "cannot %s unrecognized interpreter %d", op, id)
 	}
 	return nil
-}
-
-func decodeParams(body []byte, v any) error {
-	if err := msgpack.Unmarshal(body, v); err != nil {
-		return protocol.Errorf(protocol.CodeProtocol, "params: %v", err)
-	}
-	return nil
-}
-
-func withTimeout(ctx context.Context, ns int64) (context.Context, context.CancelFunc) {
-	if ns > 0 {
-		return context.WithTimeout(ctx, time.Duration(ns))
-	}
-	return ctx, func() {}
 }

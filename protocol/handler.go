@@ -1,0 +1,37 @@
+package protocol
+
+import (
+	"context"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Handler serves one request. body is the raw msgpack params and stays
+// valid after the handler returns. The result is encoded with msgpack (a
+// msgpack.RawMessage is sent verbatim); a returned *Error crosses as is,
+// any other error as CodeInterpreter. ctx is cancelled when the caller sends
+// "$cancel" or the session ends.
+type Handler func(ctx context.Context, body []byte) (any, error)
+
+// Handle makes the Handler of a method whose params are a P: it decodes
+// them, refusing params that are not a P with CodeProtocol, and serves them
+// with f.
+func Handle[P any](f func(ctx context.Context, p *P) (any, error)) Handler {
+	return func(ctx context.Context, body []byte) (any, error) {
+		var p P
+		if err := msgpack.Unmarshal(body, &p); err != nil {
+			return nil, Errorf(CodeProtocol, "params: %v", err)
+		}
+		return f(ctx, &p)
+	}
+}
+
+// WithTimeout bounds ctx by a request's TimeoutNs, the time its caller has
+// left; 0 means no bound of its own, and ctx is returned as it is.
+func WithTimeout(ctx context.Context, ns int64) (context.Context, context.CancelFunc) {
+	if ns > 0 {
+		return context.WithTimeout(ctx, time.Duration(ns))
+	}
+	return ctx, func() {}
+}
