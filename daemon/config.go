@@ -44,8 +44,9 @@ type Config struct {
 	// Listen is a TCP host:port to serve as well; empty means none. TCP
 	// needs TokenFile and TLS.
 	Listen string
-	// TokenFile holds the token TCP clients must present (surrounding
-	// whitespace ignored). Unix socket clients need none.
+	// TokenFile holds the token TCP clients and the status page's actions
+	// must present (surrounding whitespace ignored). Unix socket clients
+	// need none.
 	TokenFile string
 	// TLS is the server configuration of the TCP listener.
 	TLS *tls.Config
@@ -60,6 +61,11 @@ type Config struct {
 	// MetricsAddr is a host:port to serve Prometheus metrics on at
 	// /metrics; empty means none.
 	MetricsAddr string
+	// HTTPAddr is a host:port to serve the status page on; empty means
+	// none. Without TLS it must be a loopback address. Its actions (close,
+	// restart) need the token of TokenFile; without one the page is
+	// read-only. Equal to MetricsAddr, one listener serves both.
+	HTTPAddr string
 	// ShutdownGrace is how long in-flight calls may run on at shutdown
 	// before they are cancelled; 0 means DefaultShutdownGrace, and a
 	// negative value none: they are cancelled at once.

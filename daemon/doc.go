@@ -11,6 +11,14 @@
 // connection holds are released when it closes. Output of a call goes back
 // to the connection that made it.
 //
+// With Config.HTTPAddr it serves a status page (status.go): the
+// interpreters, queues and recent worker exits, kept live by server-sent
+// events, with buttons that close an interpreter or restart one that has a
+// restart policy. It serves only loopback unless TLS is configured; its
+// script and style are embedded and its Content-Security-Policy admits
+// nothing else; its actions need the token of Config.TokenFile in a header
+// and a request from the page itself (Origin, Sec-Fetch-Site).
+//
 // Shutdown (the context of Serve ending, on SIGTERM, SIGINT or SIGHUP in
 // the CLI) stops accepting, ends the queue operations that are only
 // waiting, lets in-flight calls finish for a grace period (cut short by

@@ -39,6 +39,8 @@ type Server struct {
 	unixInfo os.FileInfo
 	tcpL     net.Listener
 	metricsL net.Listener
+	status   *statusServer // nil without Config.HTTPAddr
+	started  time.Time
 
 	// hardCtx ends every handler: cancelled when the shutdown grace is
 	// over. drainCtx ends the handlers that only wait (queue gets and
@@ -76,7 +78,7 @@ func Serve(ctx context.Context, cfg Config) error {
 // can connect once it returns; their requests are served once Serve runs.
 func Listen(cfg Config) (_ *Server, err error) {
 	cfg = cfg.withDefaults()
-	s := &Server{cfg: cfg, log: cfg.Logger, uid: os.Getuid(), conns: make(map[*conn]struct{}), pins: make(map[int64]int)}
+	s := &Server{cfg: cfg, log: cfg.Logger, uid: os.Getuid(), conns: make(map[*conn]struct{}), pins: make(map[int64]int), started: time.Now()}
 	s.hardCtx, s.hardStop = context.WithCancel(context.Background())
 	s.drainCtx, s.drainStop = context.WithCancel(context.Background())
 	s.aborted = make(chan struct{})
@@ -85,6 +87,9 @@ func Listen(cfg Config) (_ *Server, err error) {
 			s.closeListeners()
 			if s.metricsL != nil {
 				_ = s.metricsL.Close()
+			}
+			if s.status != nil {
+				_ = s.status.l.Close()
 			}
 			s.hardStop()
 			s.drainStop()
@@ -98,6 +103,8 @@ func Listen(cfg Config) (_ *Server, err error) {
 		if cfg.TokenFile == "" {
 			return nil, errors.New("serving TCP needs a token file")
 		}
+	}
+	if cfg.TokenFile != "" && (cfg.Listen != "" || cfg.HTTPAddr != "") {
 		b, err := os.ReadFile(cfg.TokenFile)
 		if err != nil {
 			return nil, fmt.Errorf("read token file: %w", err)
@@ -106,6 +113,10 @@ func Listen(cfg Config) (_ *Server, err error) {
 		if len(s.token) == 0 {
 			return nil, fmt.Errorf("token file %s is empty", cfg.TokenFile)
 		}
+	}
+
+	if err := s.listenStatus(); err != nil {
+		return nil, err
 	}
 
 	supCfg := cfg.Supervisor
@@ -140,7 +151,7 @@ func Listen(cfg Config) (_ *Server, err error) {
 		}
 		s.tcpL = tls.NewListener(l, tcfg)
 	}
-	if cfg.MetricsAddr != "" {
+	if cfg.MetricsAddr != "" && cfg.MetricsAddr != cfg.HTTPAddr {
 		ml, err := net.Listen("tcp", cfg.MetricsAddr)
 		if err != nil {
 			return nil, fmt.Errorf("listen for metrics on %s: %w", cfg.MetricsAddr, err)
@@ -164,6 +175,9 @@ func (s *Server) TCPAddr() net.Addr {
 // MetricsAddr is the address metrics are served on, or nil.
 func (s *Server) MetricsAddr() net.Addr {
 	if s.metricsL == nil {
+		if s.cfg.MetricsAddr != "" {
+			return s.HTTPAddr() // shared with the status page
+		}
 		return nil
 	}
 	return s.metricsL.Addr()
@@ -206,6 +220,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			}
 		}()
 	}
+	stopStatus := s.serveStatus(&wg)
 	attrs := []any{"socket", s.cfg.Socket, "pid", os.Getpid(), "protocol", protocol.Version}
 	if a := s.TCPAddr(); a != nil {
 		attrs = append(attrs, "tcp", a.String())
@@ -225,6 +240,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		_ = metricsSrv.Shutdown(sctx)
 		cancel()
 	}
+	stopStatus()
 	wg.Wait()
 	s.log.Info("stopped")
 	return nil

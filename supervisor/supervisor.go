@@ -26,6 +26,7 @@ type Supervisor struct {
 	interps map[int64]*interp
 	closed  bool
 	died    diedLog
+	exits   exitLog
 	// families counts, by the ID of an interpreter the host created, the
 	// live interpreters created from Lua in it and in those created from
 	// it; Limits.Created caps it.
@@ -57,6 +58,10 @@ type interp struct {
 	restarting atomic.Bool               // a restart policy is bringing a new worker up
 	closing    atomic.Bool               // Close or shutdown has begun: the end is ours, not a crash
 	calls      atomic.Int64
+	restarted  atomic.Int64 // workers the policy brought back
+	// restartAsked marks a worker stopped by RestartWorker: its end is
+	// no crash.
+	restartAsked atomic.Bool
 
 	restarts []time.Time // when the policy restarted the worker; only the watcher touches it
 	bindMu   sync.Mutex
@@ -282,7 +287,12 @@ func (s *Supervisor) watch(it *interp) {
 			exitErr.Cause = protocol.CodeCPULimit // the kernel's RLIMIT_CPU
 			exitErr.Msg += " (CPU time limit exceeded)"
 		}
-		s.crashed.Add(1)
+		if it.restartAsked.Swap(false) {
+			exitErr.Msg += " (restart asked for)"
+		} else {
+			s.crashed.Add(1)
+		}
+		s.recordExit(it, p.pid(), exitErr)
 		s.cfg.Logger.Warn("worker ended", "interpreter", it.id, "error", exitErr.Msg)
 		if it.policy == nil {
 			// Gone before the failed call hears of it: whoever it tells
@@ -298,6 +308,7 @@ func (s *Supervisor) watch(it *interp) {
 		p.client.Kill()
 		s.unbindItems(it.id) // the worker's items are gone with it
 		if s.restart(it, exitErr) {
+			it.restarted.Add(1)
 			continue
 		}
 		s.recordDeath(it.id, exitErr)

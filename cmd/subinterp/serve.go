@@ -24,6 +24,7 @@ func newServeCommand(g *clientFlags) *cobra.Command {
 		tlsKey        string
 		allowUIDs     []int
 		metricsAddr   string
+		httpAddr      string
 		logFormat     string
 		logLevel      string
 		shutdownGrace time.Duration
@@ -48,7 +49,18 @@ drive and close every interpreter of the daemon, not only their own. Allow
 only users you would let run code as the daemon's user.
 
 With --listen it also serves TCP, which needs TLS (--tls-cert, --tls-key)
-and a token (--token-file) that clients present. Workers get none of the
+and a token (--token-file) that clients present.
+
+With --http-addr it serves a status page: every interpreter with its pid,
+state, uptime, calls, memory, CPU, restarts and limits; the queues; the
+recent worker exits with their cause and stderr; updated live. Without
+TLS the address must be loopback (127.0.0.1, [::1] or localhost). Its
+buttons close an interpreter or restart one that has a restart policy;
+they need the --token-file token, entered on the page (or given in the
+address as #token=...). Without --token-file the page is read-only. It may
+share --metrics-addr's address.
+
+Workers get none of the
 daemon's environment: in an interpreter created with --stdlib, os.getenv
 sees none of its variables (only TMPDIR is passed on).
 
@@ -59,6 +71,7 @@ code is then 0. A second signal during the shutdown cancels the calls still
 in flight at once.`,
 		Example: `  subinterp serve &
   subinterp serve --socket /run/subinterp.sock --allow-uid 1001 --metrics-addr 127.0.0.1:9464
+  subinterp serve --http-addr 127.0.0.1:8080 --token-file token
   subinterp serve --listen :7878 --tls-cert cert.pem --tls-key key.pem --token-file token`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -76,6 +89,7 @@ in flight at once.`,
 				AllowUIDs:     allowUIDs,
 				Logger:        logger,
 				MetricsAddr:   metricsAddr,
+				HTTPAddr:      httpAddr,
 				ShutdownGrace: shutdownGraceConfig(shutdownGrace),
 				Supervisor:    supervisor.Config{KillGrace: killGrace, WarmSpares: warmSpares},
 			}
@@ -94,12 +108,13 @@ in flight at once.`,
 	}
 	f := cmd.Flags()
 	g.addSocketFlag(f, "the Unix socket to serve, mode 0600 (0666 with --allow-uid)\n(default per user: $XDG_RUNTIME_DIR/subinterp.sock, else /tmp/subinterp-$UID/subinterp.sock)")
-	g.addTokenFileFlag(f, "file holding the token TCP clients must present (with --listen)")
+	g.addTokenFileFlag(f, "file holding the token TCP clients (--listen) and the status page's actions (--http-addr) need")
 	f.StringVar(&listen, "listen", "", "also serve TCP on this host:port (needs --tls-cert, --tls-key and --token-file)")
 	f.StringVar(&tlsCert, "tls-cert", "", "PEM certificate of the TCP listener")
 	f.StringVar(&tlsKey, "tls-key", "", "PEM private key of the TCP listener")
 	f.IntSliceVar(&allowUIDs, "allow-uid", nil, "users besides the daemon's own that may use the Unix socket, with the daemon's privileges over all its interpreters (repeatable)")
 	f.StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus metrics on this host:port at /metrics")
+	f.StringVar(&httpAddr, "http-addr", "", "serve the status page on this host:port (loopback unless TLS is given; actions need --token-file)")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&logLevel, "log-level", "info", "log level: trace, debug, info, warn or error")
 	f.DurationVar(&shutdownGrace, "shutdown-grace", daemon.DefaultShutdownGrace, "how long in-flight calls may finish at shutdown before they are cancelled (0: no grace, cancel them at once)")
