@@ -6,8 +6,9 @@ BENCHTIME ?= 2s
 BENCHCOUNT ?= 5
 SOAK     ?= 5m
 SOAKTIMEOUT ?= 6h
+STRESS   ?= 5
 
-.PHONY: help build test lint vet fmt-check fuzz bench soak load thousand clean
+.PHONY: help build test stress lint vet fmt-check fuzz bench soak load thousand clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -15,8 +16,12 @@ help: ## list the targets
 build: ## build the subinterp binary into bin/
 	$(GO) build -o bin/subinterp ./cmd/subinterp
 
-test: lint ## vet, format check, and every test (integration included) under the race detector
+test: lint ## vet, format check, and every test (integration included) under the race detector; worker and integration again without gopher-lua internals
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	$(GO) test -race -count=1 -timeout 15m -tags subinterp_nointernals ./worker/ ./integration/
+
+stress: ## the whole suite under the race detector STRESS times (default 5) with every core kept busy; lists each failing test and how often
+	$(GO) run ./internal/stress -n $(STRESS) $(PKGS)
 
 lint: fmt-check vet ## gofmt and go vet
 

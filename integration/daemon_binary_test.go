@@ -332,7 +332,10 @@ func TestDaemonBinary(t *testing.T) {
 		wantErr(t, "a call when the daemon was killed", err, interpreters.ErrUnavailable)
 		// The worker's session with the dead daemon was its lifeline.
 		waitProcessGone(t, p)
-		// The stale socket does not stop a new daemon.
+		// The stale socket does not stop a new daemon. The killed one is
+		// waited for first: until it is reaped its listener may still
+		// accept, and startServe would take it for the new daemon.
+		k.wait(t, bounded)
 		again := startServe(t, bin, ksock)
 		if r := runCLI(t, nil, bin, "", "ls", "--socket", ksock); r.code != 0 {
 			t.Errorf("ls on the restarted daemon: exit code %d, stderr %q; the daemon's log:\n%s", r.code, r.stderr, again.logs.String())

@@ -997,15 +997,18 @@ func TestPoolShutdownEndsInitializer(t *testing.T) {
 func TestPoolMapCancelsRest(t *testing.T) {
 	t.Parallel()
 	rt := newRuntime(t)
-	ran := newQueue(t, rt)
-	p := newPool(t, rt, interpreters.PoolOptions{MaxWorkers: 1, Initializer: "function(q) Q = q end", InitArgs: []any{ran}})
+	ran, release := newQueue(t, rt), newQueue(t, rt)
+	p := newPool(t, rt, interpreters.PoolOptions{MaxWorkers: 1, Initializer: "function(q, r) Q, R = q, r end", InitArgs: []any{ran, release}})
 	items := []any{1, 2, 3, 4, 5, 6, 7, 8, 9, 10}
-	_, err := p.Map(context.Background(), `function(i) Q:put(i) if i == 1 then error("first", 0) end return i end`, items)
+	// Every task but the failing one waits for release, so however late
+	// Map gets to cancel, the one worker has started at most one more.
+	_, err := p.Map(context.Background(), `function(i) Q:put(i) if i == 1 then error("first", 0) end R:get() return i end`, items)
 	wantEqual(t, "Map's error", execFailed(t, "Map", err).Msg, "first")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	_, err = p.Map(ctx, `function(i) Q:put(i) return i end`, items)
 	wantErr(t, "Map with a cancelled context", err, context.Canceled)
+	poolRelease(t, release, items...)
 	if _, err := start(func() (any, error) { return nil, p.Shutdown(true, false) }).wait(t); err != nil {
 		t.Fatal(err)
 	}

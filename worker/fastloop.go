@@ -95,7 +95,7 @@ var fastLoop bool
 var fixedStackTab unsafe.Pointer
 
 func init() {
-	fastLoop = checkFastLoop()
+	fastLoop = !luaInternalsOff && checkFastLoop()
 }
 
 func checkFastLoop() bool {

@@ -1,7 +1,6 @@
 package worker
 
 import (
-	"fmt"
 	"reflect"
 	"unsafe"
 
@@ -30,8 +29,9 @@ import (
 // thread; protect then reopens those of the frames that live on.
 //
 // That needs a few unexported fields. Their layout is checked once at
-// start-up, and a mismatch (a gopher-lua upgrade) panics rather than
-// corrupting memory.
+// start-up; on a mismatch (a gopher-lua upgrade) upvalueFix stays false
+// and protect takes the portable route of portable.go instead, which gives
+// the same answers without reaching into gopher-lua.
 var luaLayout struct {
 	hasErrorFunc uintptr // LState.hasErrorFunc bool
 	currentFrame uintptr // LState.currentFrame *callFrame
@@ -46,35 +46,49 @@ var luaLayout struct {
 	cfFn         uintptr // callFrame.Fn *LFunction
 }
 
-func init() {
-	lsT := reflect.TypeFor[lua.LState]()
-	uvT := reflect.TypeFor[lua.Upvalue]()
-	uvPtr := reflect.PointerTo(uvT)
-	luaLayout.hasErrorFunc = mustField(lsT, "hasErrorFunc", reflect.TypeFor[bool]())
-	luaLayout.uvcache = mustField(lsT, "uvcache", uvPtr)
-	luaLayout.uvNext = mustField(uvT, "next", uvPtr)
-	luaLayout.uvIndex = mustField(uvT, "index", reflect.TypeFor[int]())
-	luaLayout.uvClosed = mustField(uvT, "closed", reflect.TypeFor[bool]())
+// upvalueFix reports whether luaLayout was read: protect and traceback may
+// use the fields it locates.
+var upvalueFix bool
 
-	cf, ok := lsT.FieldByName("currentFrame")
-	if !ok || cf.Type.Kind() != reflect.Pointer || cf.Type.Elem().Kind() != reflect.Struct {
-		panic("worker: unsupported gopher-lua version: LState.currentFrame is not a frame pointer")
-	}
-	frameT := cf.Type
-	luaLayout.currentFrame = cf.Offset
-	luaLayout.dbgFrame = mustField(reflect.TypeFor[lua.Debug](), "frame", frameT)
-	luaLayout.cfParent = mustField(frameT.Elem(), "Parent", frameT)
-	luaLayout.cfLocalBase = mustField(frameT.Elem(), "LocalBase", reflect.TypeFor[int]())
-	luaLayout.cfTailCall = mustField(frameT.Elem(), "TailCall", reflect.TypeFor[int]())
-	luaLayout.cfFn = mustField(frameT.Elem(), "Fn", reflect.TypeFor[*lua.LFunction]())
+func init() {
+	upvalueFix = !luaInternalsOff && readLuaLayout(reflect.TypeFor[lua.LState](), reflect.TypeFor[lua.Upvalue](), reflect.TypeFor[lua.Debug]())
 }
 
-func mustField(t reflect.Type, name string, want reflect.Type) uintptr {
-	f, ok := t.FieldByName(name)
-	if !ok || len(f.Index) != 1 || f.Type != want {
-		panic(fmt.Sprintf("worker: unsupported gopher-lua version: %s.%s is not a %s", t.Name(), name, want))
+// readLuaLayout fills luaLayout from the types of gopher-lua's LState,
+// Upvalue and Debug, and reports whether every field was there with the
+// type this file expects. It never panics: a mismatch is an answer.
+func readLuaLayout(lsT, uvT, dbgT reflect.Type) bool {
+	ok := true
+	field := func(t reflect.Type, name string, want reflect.Type) uintptr {
+		f, found := t.FieldByName(name)
+		if !found || len(f.Index) != 1 || f.Type != want {
+			ok = false
+			return 0
+		}
+		return f.Offset
 	}
-	return f.Offset
+	uvPtr := reflect.PointerTo(uvT)
+	layout := luaLayout
+	layout.hasErrorFunc = field(lsT, "hasErrorFunc", reflect.TypeFor[bool]())
+	layout.uvcache = field(lsT, "uvcache", uvPtr)
+	layout.uvNext = field(uvT, "next", uvPtr)
+	layout.uvIndex = field(uvT, "index", reflect.TypeFor[int]())
+	layout.uvClosed = field(uvT, "closed", reflect.TypeFor[bool]())
+	cf, found := lsT.FieldByName("currentFrame")
+	if !found || len(cf.Index) != 1 || cf.Type.Kind() != reflect.Pointer || cf.Type.Elem().Kind() != reflect.Struct {
+		return false
+	}
+	frameT := cf.Type
+	layout.currentFrame = cf.Offset
+	layout.dbgFrame = field(dbgT, "frame", frameT)
+	layout.cfParent = field(frameT.Elem(), "Parent", frameT)
+	layout.cfLocalBase = field(frameT.Elem(), "LocalBase", reflect.TypeFor[int]())
+	layout.cfTailCall = field(frameT.Elem(), "TailCall", reflect.TypeFor[int]())
+	layout.cfFn = field(frameT.Elem(), "Fn", reflect.TypeFor[*lua.LFunction]())
+	if ok {
+		luaLayout = layout
+	}
+	return ok
 }
 
 func fieldPtr[T any](base unsafe.Pointer, off uintptr) *T {

@@ -24,6 +24,9 @@ type pframe struct {
 // Go code that runs Lua inside a call must use this (VM.ProtectedCall),
 // never L.PCall, which would re-break an enclosing protected call.
 func (vm *VM) protect(L *lua.LState, nargs, nret int, handler *lua.LFunction, trace bool) (string, error) {
+	if !upvalueFix {
+		return vm.protectInThread(L, nargs, nret, handler, trace)
+	}
 	base := absTop(L) - nargs - 1
 	snap := len(vm.liveUV)
 	vm.liveUV = snapshotOpenUpvalues(vm.liveUV, L, base+1)
@@ -55,9 +58,11 @@ func (vm *VM) onError(L *lua.LState) int {
 		L.Push(obj)
 		return 1
 	}
-	// PCall cleared the flag before calling us; an error raised from here
-	// on must not close the live frames' upvalues either.
-	setHasErrorFunc(L, true)
+	if upvalueFix {
+		// PCall cleared the flag before calling us; an error raised from
+		// here on must not close the live frames' upvalues either.
+		setHasErrorFunc(L, true)
+	}
 	fr := &vm.pstack[i]
 	fr.handled = true
 	if fr.trace {
@@ -67,7 +72,9 @@ func (vm *VM) onError(L *lua.LState) int {
 		}
 		fr.traceback = traceback(L, vm.entry, name)
 	}
-	closeUpvaluesFrom(L, fr.base+1)
+	if upvalueFix {
+		closeUpvaluesFrom(L, fr.base+1)
+	}
 	if h := fr.handler; h != nil {
 		// fr is not used past this point: the nested call may move pstack.
 		L.Push(h)
@@ -78,6 +85,9 @@ func (vm *VM) onError(L *lua.LState) int {
 			obj = L.Get(-1)
 			L.Pop(1)
 		}
+	}
+	if !upvalueFix {
+		raiseHandled(L, obj)
 	}
 	L.Push(obj)
 	return 1
@@ -218,6 +228,19 @@ func (vm *VM) coYield(L *lua.LState) int {
 		L.RaiseError("attempt to yield across a Go call boundary (pcall, a metamethod, an iterator or a comparator)")
 	}
 	return vm.origYield(L)
+}
+
+// coRunning replaces coroutine.running. gopher-lua answers nil when the
+// calling state is the main one; on the portable route (portable.go) code
+// outside any coroutine runs in a helper thread, so the answer comes from
+// the thread the VM is running, which that route leaves as it was.
+func coRunning(L *lua.LState) int {
+	if L.G.CurrentThread == L.G.MainThread {
+		L.Push(lua.LNil)
+		return 1
+	}
+	L.Push(L.G.CurrentThread)
+	return 1
 }
 
 // luaLoops are the functions that run Lua code: each nests in Go once more

@@ -94,6 +94,7 @@ func (vm *VM) install() {
 	co.RawSetString("resume", L.NewFunction(vm.coResume))
 	co.RawSetString("yield", L.NewFunction(vm.coYield))
 	co.RawSetString("wrap", L.NewFunction(vm.coWrap))
+	co.RawSetString("running", L.NewFunction(coRunning))
 
 	m := tableField(G, lua.MathLibName)
 	m.RawSetString("huge", lua.LNumber(math.Inf(1)))

@@ -44,6 +44,13 @@ func (vm *VM) recoverSoft(L *lua.LState) lua.LValue {
 	if L != vm.l {
 		setContext(L, fresh)
 	}
+	for _, fr := range vm.pstack {
+		// The states of the protected calls around this one, which on
+		// the portable route are threads of their own.
+		if fr.L != vm.l && fr.L != L {
+			setContext(fr.L, fresh)
+		}
+	}
 	t := L.NewTable()
 	t.RawSetString("type", lua.LString(soft.err.Type))
 	t.RawSetString("msg", lua.LString(soft.err.Msg))

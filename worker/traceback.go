@@ -22,27 +22,26 @@ const (
 // Go frames (error, assert) and entry, the Go function a Call runs its
 // target from, are left out; the target's frame is called entryName.
 func traceback(L *lua.LState, entry *lua.LFunction, entryName string) string {
+	frames := stackFrames(L)
+	if len(frames) > 0 {
+		frames = frames[1:] // the error function itself
+	}
 	var lines []string
 	leading := true
-	f := currentFrame(L)
-	if f != nil {
-		f = frameParent(f) // the error function itself
-	}
-	for ; f != nil; f = frameParent(f) {
-		fn := frameFn(f)
-		if fn == nil || fn == entry {
+	for i, f := range frames {
+		if f.fn == nil || f.fn == entry {
 			continue
 		}
-		if fn.IsG && leading {
+		if f.fn.IsG && leading {
 			continue
 		}
 		leading = false
 		name := ""
-		if p := frameParent(f); p != nil && frameFn(p) == entry {
+		if i+1 < len(frames) && frames[i+1].fn == entry {
 			name = entryName
 		}
-		lines = append(lines, "\t"+describeFrame(L, f, fn, name))
-		if !fn.IsG && frameTailCalls(f) > 0 {
+		lines = append(lines, "\t"+describeFrame(L, f, i+1 == len(frames), name))
+		if !f.fn.IsG && f.tailCalls > 0 {
 			lines = append(lines, "\t(...tail calls...)")
 		}
 	}
@@ -60,17 +59,64 @@ func traceback(L *lua.LState, entry *lua.LFunction, entryName string) string {
 	return b.String()
 }
 
-// describeFrame renders one frame; name, when set, is how the caller
-// named the function.
-func describeFrame(L *lua.LState, f frame, fn *lua.LFunction, name string) string {
-	d := frameDebug(f)
+// stackFrame is one call frame of a traceback.
+type stackFrame struct {
+	d         *lua.Debug
+	fn        *lua.LFunction
+	tailCalls int
+}
+
+// stackFrames lists L's call frames, innermost first. With the upvalue
+// fix's layout it follows the frames' parent links, which reaches every
+// frame once; otherwise it asks GetStack level by level (quadratic, and
+// blind below a frame with tail calls, but portable).
+func stackFrames(L *lua.LState) []stackFrame {
+	var frames []stackFrame
+	if upvalueFix {
+		for f := currentFrame(L); f != nil; f = frameParent(f) {
+			fn := frameFn(f)
+			tail := 0
+			if fn != nil && !fn.IsG {
+				tail = frameTailCalls(f)
+			}
+			frames = append(frames, stackFrame{d: frameDebug(f), fn: fn, tailCalls: tail})
+		}
+		return frames
+	}
+	for level := 0; ; level++ {
+		d, ok := L.GetStack(level)
+		if !ok {
+			return frames
+		}
+		v, err := L.GetInfo("Sf", d, lua.LNil)
+		if err != nil {
+			return frames
+		}
+		fn, _ := v.(*lua.LFunction)
+		tail := 0
+		if d.What == "tail" {
+			tail = 1 // how many, GetStack does not say
+		}
+		frames = append(frames, stackFrame{d: d, fn: fn, tailCalls: tail})
+		if d.What == "main" {
+			// The outermost frame: GetStack answers it again for every
+			// level that tail calls pushed past it.
+			return frames
+		}
+	}
+}
+
+// describeFrame renders one frame; outermost says it has no caller; name,
+// when set, is how the caller named the function.
+func describeFrame(L *lua.LState, f stackFrame, outermost bool, name string) string {
+	d := f.d
 	if _, err := L.GetInfo("nSl", d, lua.LNil); err != nil {
 		return "?"
 	}
 	if name == "" {
 		name = d.Name
 	}
-	if fn.IsG {
+	if f.fn.IsG {
 		if name == "" || name[0] == '(' || name[0] == '<' {
 			return "[G]: ?"
 		}
@@ -78,9 +124,9 @@ func describeFrame(L *lua.LState, f frame, fn *lua.LFunction, name string) strin
 	}
 	where := d.Source + ":" + strconv.Itoa(d.CurrentLine) + ": in "
 	switch {
-	case frameParent(f) == nil && name == "main chunk":
+	case outermost && name == "main chunk":
 		return where + "main chunk"
-	case frameParent(f) == nil:
+	case outermost:
 		return where + "function <" + d.Source + ":" + strconv.Itoa(d.LineDefined) + ">"
 	case name == "" || name[0] == '(' || name[0] == '<':
 		return where + "function <" + d.Source + ":" + strconv.Itoa(d.LineDefined) + ">"

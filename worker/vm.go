@@ -67,9 +67,10 @@ type VM struct {
 	entry   *lua.LFunction // runs a Call's target inside the protected call
 	errMeta *lua.LTable    // metatable of the error tables the VM raises
 
-	pstack []pframe       // protected calls in progress
-	liveUV []*lua.Upvalue // upvalues of frames outside them (see protect)
-	protos *protoCache
+	pstack  []pframe       // protected calls in progress
+	threads []*lua.LState  // idle threads for protected calls on the portable route (portable.go)
+	liveUV  []*lua.Upvalue // upvalues of frames outside them (see protect)
+	protos  *protoCache
 
 	target callTarget // what entry calls
 
@@ -334,6 +335,7 @@ func (vm *VM) run(ctx context.Context, nargs, nret int) error {
 		return err
 	})
 	dropStaleFrames(L)
+	vm.dropThreads()
 	outErr := vm.outErr
 	vm.outErr = nil
 	soft := vm.softErr
