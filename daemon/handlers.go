@@ -44,7 +44,7 @@ func (c *conn) handlers() map[string]protocol.Handler {
 			ctx, cancel := protocol.WithTimeout(ctx, p.TimeoutNs)
 			defer cancel()
 			start := time.Now()
-			err := sup.Exec(supervisor.WithOutput(ctx, output{c, p.ID}), p.ID, p.Source)
+			err := sup.ExecNamed(supervisor.WithOutput(ctx, output{c, p.ID}), p.ID, p.Name, p.Source)
 			s.m.observe(protocol.ControlExec, err, time.Since(start))
 			return nil, err
 		}),

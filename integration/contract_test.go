@@ -53,6 +53,12 @@ func TestContractLocal(t *testing.T) {
 			c.fn(t, newRuntime(t))
 		})
 	}
+	for _, c := range openContract {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			c.fn(t, func(opts ...interpreters.Option) *interpreters.Runtime { return newRuntime(t, opts...) })
+		})
+	}
 }
 
 // TestContractRemote runs the same contract on runtimes connected to an

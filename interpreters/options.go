@@ -21,6 +21,11 @@ type options struct {
 	spares  int
 	token   string
 	tls     *tls.Config
+
+	funcs    map[string]HostFunc
+	modules  map[string]string
+	confined bool
+	err      error // the first invalid option
 }
 
 func collect(base options, opts []Option) options {

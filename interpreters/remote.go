@@ -54,6 +54,9 @@ const (
 // error matching ErrUnavailable (and ErrInterpreter); they never hang.
 func Dial(ctx context.Context, addr string, opts ...Option) (*Runtime, error) {
 	o := collect(options{}, opts)
+	if o.err != nil {
+		return nil, o.err
+	}
 	rb, err := dialDaemon(ctx, addr, o)
 	if err != nil {
 		return nil, err
@@ -329,7 +332,11 @@ func (r *remoteBackend) Create(ctx context.Context, opts supervisor.CreateOption
 }
 
 func (r *remoteBackend) Exec(ctx context.Context, id int64, src string) error {
-	return r.do(ctx, protocol.ControlExec, &protocol.ControlExecParams{ID: id, Source: src, TimeoutNs: timeoutNs(ctx)}, nil)
+	return r.ExecNamed(ctx, id, "", src)
+}
+
+func (r *remoteBackend) ExecNamed(ctx context.Context, id int64, name, src string) error {
+	return r.do(ctx, protocol.ControlExec, &protocol.ControlExecParams{ID: id, Source: src, TimeoutNs: timeoutNs(ctx), Name: name}, nil)
 }
 
 func (r *remoteBackend) Call(ctx context.Context, id int64, fn string, args []byte) ([]byte, error) {

@@ -16,6 +16,7 @@ import (
 type backend interface {
 	Create(ctx context.Context, opts supervisor.CreateOptions) (int64, error)
 	Exec(ctx context.Context, id int64, src string) error
+	ExecNamed(ctx context.Context, id int64, name, src string) error
 	Call(ctx context.Context, id int64, fn string, args []byte) ([]byte, error)
 	PrepareMain(ctx context.Context, id int64, names []byte) error
 	CloseInterpreter(id int64) error
@@ -114,7 +115,10 @@ func (rt *Runtime) CreateContext(ctx context.Context, opts ...Option) (*Interpre
 		return nil, err
 	}
 	o := collect(rt.opts, opts)
-	id, err := b.Create(ctx, supervisor.CreateOptions{Stdout: o.stdout, Stdlib: o.stdlib, Limits: o.limits, Restart: o.restart})
+	if o.err != nil {
+		return nil, o.err
+	}
+	id, err := b.Create(ctx, supervisor.CreateOptions{Stdout: o.stdout, Stdlib: o.stdlib, Limits: o.limits, Restart: o.restart, Hosting: rt.hosting(o)})
 	if err != nil {
 		return nil, fromWire(err)
 	}

@@ -122,6 +122,8 @@ type ControlExecParams struct {
 	// daemon applies it itself so a deadline reads as one, not as a
 	// cancellation.
 	TimeoutNs int64
+	// Name is the chunk's name; "" means "<string>".
+	Name string
 }
 
 // ControlCallParams calls a function expression in an interpreter.

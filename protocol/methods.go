@@ -4,7 +4,7 @@ import "github.com/vmihailenco/msgpack/v5"
 
 // Version is the wire version. go-plugin's handshake refuses a worker of
 // another version, and the daemon refuses a client of another version.
-const Version = 3
+const Version = 4
 
 // Methods a supervisor calls on a worker.
 const (
@@ -30,6 +30,9 @@ type ExecParams struct {
 	Source   string
 	// TimeoutNs is the call's remaining wall-clock budget; 0 means none.
 	TimeoutNs int64
+	// Name is the chunk's name in errors and tracebacks; "" means
+	// "<string>".
+	Name string
 }
 
 // CallParams calls a function expression with arguments.
@@ -75,6 +78,12 @@ type WorkerConfig struct {
 	// OutputLimit is the number of output bytes each call may write; 0
 	// means none.
 	OutputLimit int64 `json:"output_limit,omitempty" msgpack:"output_limit,omitempty"`
+	// HostFuncs names the host functions require("host") offers; a call
+	// of one is a MethodHostCall.
+	HostFuncs []string `json:"host_funcs,omitempty" msgpack:"host_funcs,omitempty"`
+	// Modules names the host modules require finds; a module's source is
+	// asked for (MethodHostModule) at its first require.
+	Modules []string `json:"modules,omitempty" msgpack:"modules,omitempty"`
 }
 
 // UnboundMode says what happens to a queue item when the interpreter that

@@ -68,6 +68,7 @@ func (p *process) deathCause() *protocol.Error {
 // bind makes p the worker of it: its requests are served as its.
 func (s *Supervisor) bind(p *process, it *interp) {
 	h := s.callbacks(it.id)
+	s.hostCallbacks(it, h)
 	p.handlers.Store(&h)
 }
 

@@ -51,6 +51,7 @@ type interp struct {
 	stdout  io.Writer
 	wcfg    protocol.WorkerConfig
 	policy  *RestartPolicy
+	hosting Hosting
 	proc    atomic.Pointer[process] // replaced when a restart policy respawns the worker
 
 	callOut    atomic.Pointer[io.Writer] // output of the call in progress, when its caller asked for it (WithOutput)
@@ -87,6 +88,8 @@ type CreateOptions struct {
 	// Restart, when set, respawns a worker that dies instead of ending the
 	// interpreter.
 	Restart *RestartPolicy
+	// Hosting is what the host gives the interpreter's scripts.
+	Hosting Hosting
 }
 
 // Info describes a live interpreter.
@@ -175,7 +178,7 @@ func (s *Supervisor) createFrom(ctx context.Context, from int64) (int64, error) 
 	}
 	s.families[root]++
 	s.mu.Unlock()
-	id, err := s.create(ctx, CreateOptions{Stdout: parent.stdout, Stdlib: parent.wcfg.Stdlib, Limits: parent.limits}, root)
+	id, err := s.create(ctx, CreateOptions{Stdout: parent.stdout, Stdlib: parent.wcfg.Stdlib, Limits: parent.limits, Hosting: parent.hosting}, root)
 	if err != nil {
 		s.leaveFamily(root)
 	}
@@ -209,7 +212,7 @@ func (s *Supervisor) create(ctx context.Context, opts CreateOptions, root int64)
 	if root == 0 {
 		root = id
 	}
-	it := &interp{id: id, root: root, created: time.Now(), limits: opts.Limits.merge(s.cfg.Defaults), stdout: opts.Stdout, policy: opts.Restart, gone: make(chan struct{})}
+	it := &interp{id: id, root: root, created: time.Now(), limits: opts.Limits.merge(s.cfg.Defaults), stdout: opts.Stdout, policy: opts.Restart, hosting: opts.Hosting, gone: make(chan struct{})}
 	if it.stdout == nil {
 		it.stdout = s.cfg.Stdout
 	}
@@ -221,6 +224,7 @@ func (s *Supervisor) create(ctx context.Context, opts CreateOptions, root int64)
 		CPUTotalNs:    int64(it.limits.CPUTotal),
 		OutputLimit:   it.limits.OutputBytes,
 	}
+	it.wcfg.HostFuncs, it.wcfg.Modules = it.hosting.workerNames()
 	proc, err := s.spawn(ctx, it)
 	if err != nil {
 		return 0, &protocol.Error{Code: protocol.CodeInterpreter, Msg: "interpreter creation failed: " + err.Error()}

@@ -165,6 +165,8 @@ func (m *luaModule) raise(L *lua.LState, err error) {
 		typ = "ItemInterpreterDestroyed"
 	case protocol.CodeInvalidArgument:
 		typ = "ValueError"
+	case protocol.CodeHostError:
+		typ = "HostError"
 	}
 	msg := e.Msg
 	if e.Code == protocol.CodeExecutionFailed && e.Formatted != "" {

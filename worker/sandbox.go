@@ -122,7 +122,6 @@ func (vm *VM) installSandbox() {
 		G.RawSetString(n, lua.LNil)
 	}
 	G.RawSetString("collectgarbage", L.NewFunction(collectGarbage))
-	G.RawSetString("require", L.NewFunction(vm.require))
 
 	io := L.NewTable()
 	io.RawSetString("write", L.NewFunction(vm.ioWrite))
@@ -135,6 +134,7 @@ func (vm *VM) installSandbox() {
 	os.RawSetString("clock", L.NewFunction(osClock))
 	os.RawSetString("exit", L.NewFunction(vm.osExit))
 	G.RawSetString(lua.OsLibName, os)
+	vm.installPackage()
 }
 
 // installStdlib keeps the full library but still routes output to Output,
@@ -160,8 +160,9 @@ func (vm *VM) installStdlib() {
 	G.RawSetString("loadstring", L.NewFunction(vm.loadString))
 	G.RawSetString("load", L.NewFunction(vm.load))
 
+	vm.preload = tableField(tableField(G, "package"), "preload")
 	for n, loader := range vm.modules {
-		L.PreloadModule(n, loader)
+		vm.AddModule(n, loader)
 	}
 }
 
@@ -453,42 +454,6 @@ func tableConcat(L *lua.LState) int {
 		parts = append(parts, lua.LVAsString(v))
 	}
 	L.Push(lua.LString(strings.Join(parts, sep)))
-	return 1
-}
-
-// require is the sandbox's require: only the preloaded modules exist.
-func (vm *VM) require(L *lua.LState) int {
-	name := L.CheckString(1)
-	if !moduleNameRE.MatchString(name) {
-		L.RaiseError("invalid module name '%s'", name)
-	}
-	if v, ok := vm.loaded[name]; ok {
-		if v == nil {
-			L.RaiseError("loop or previous error loading module '%s'", name)
-		}
-		L.Push(v)
-		return 1
-	}
-	loader, ok := vm.modules[name]
-	if !ok {
-		L.RaiseError("module '%s' not found", name)
-	}
-	vm.loaded[name] = nil // loading
-	defer func() {
-		if v := vm.loaded[name]; v == nil {
-			delete(vm.loaded, name) // the loader failed: let a later require retry
-		}
-	}()
-	L.Push(L.NewFunction(loader))
-	L.Push(lua.LString(name))
-	L.Call(1, 1)
-	v := L.Get(-1)
-	L.Pop(1)
-	if v == lua.LNil {
-		v = lua.LTrue
-	}
-	vm.loaded[name] = v
-	L.Push(v)
 	return 1
 }
 

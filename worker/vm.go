@@ -75,7 +75,8 @@ type VM struct {
 	target callTarget // what entry calls
 
 	rng         *rand.Rand
-	loaded      map[string]lua.LValue // sandbox require: nil while loading
+	preload     *lua.LTable // package.preload as the VM made it
+	loading     *lua.LTable // sandbox require: package.loaded's mark of a module being loaded
 	requireFn   *lua.LFunction
 	origResume  lua.LGFunction
 	origWrap    lua.LGFunction
@@ -126,7 +127,6 @@ func NewVM(cfg VMConfig) *VM {
 		l:       L,
 		protos:  newProtoCache(),
 		rng:     rand.New(rand.NewSource(time.Now().UnixNano())),
-		loaded:  make(map[string]lua.LValue),
 	}
 	vm.errfunc = L.NewFunction(vm.onError)
 	vm.entry = L.NewFunction(vm.callEntry)
@@ -153,12 +153,18 @@ func (vm *VM) Close() {
 // Exec compiles src and runs it with the globals as environment.
 // Cancelling ctx interrupts it; the VM stays usable with its globals.
 func (vm *VM) Exec(ctx context.Context, src string) error {
+	return vm.ExecNamed(ctx, vm.cfg.ChunkName, src)
+}
+
+// ExecNamed is Exec with name as the chunk's name in errors and
+// tracebacks.
+func (vm *VM) ExecNamed(ctx context.Context, name, src string) error {
 	if err := vm.begin(ctx); err != nil {
 		return err
 	}
 	L := vm.l
 	defer L.SetTop(0)
-	p, perr := vm.compile("chunk", vm.cfg.ChunkName, src)
+	p, perr := vm.compile("chunk", name, src)
 	if perr != nil {
 		return perr
 	}

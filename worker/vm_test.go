@@ -370,7 +370,8 @@ func TestOsExit(t *testing.T) {
 func TestSandbox(t *testing.T) {
 	vm, _ := newVM(t, VMConfig{})
 	for _, name := range []string{
-		"dofile", "loadfile", "load", "loadstring", "module", "_printregs", "package", "debug", "channel",
+		"dofile", "loadfile", "load", "loadstring", "module", "_printregs", "debug", "channel",
+		"package.path", "package.cpath", "package.loadlib", "package.loaders", "package.seeall",
 		"io.open", "io.popen", "io.read", "io.lines", "io.output", "io.stdout",
 		"os.execute", "os.getenv", "os.remove", "os.rename", "os.setenv", "os.tmpname",
 	} {
@@ -383,8 +384,9 @@ func TestSandbox(t *testing.T) {
 	} {
 		wantResults(t, eval(t, vm, "type("+name+")"), "function")
 	}
-	pe := execFails(t, vm, `require("os")`)
-	if !strings.Contains(pe.Msg, "module 'os' not found") {
+	wantResults(t, eval(t, vm, `require("os") == os, require("string") == string, package.loaded._G == _G`), true, true, true)
+	pe := execFails(t, vm, `require("nosuch")`)
+	if !strings.Contains(pe.Msg, "module 'nosuch' not found") {
 		t.Fatalf("require of an unknown module: %+v", pe)
 	}
 	pe = execFails(t, vm, `require("../etc/passwd")`)

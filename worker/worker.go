@@ -33,8 +33,9 @@ const outputChunkSize = 1 << 20
 type worker struct {
 	cfg        protocol.WorkerConfig
 	vm         *VM
-	stdlib     bool // what vm was built with
-	configured bool // cfg is an interpreter's, not a spare's
+	mod        *luaModule // the Lua-side interpreters module of vm
+	stdlib     bool       // what vm was built with
+	configured bool       // cfg is an interpreter's, not a spare's
 	peer       *protocol.Peer
 	calls      *protocol.CallConn
 	current    atomic.Pointer[runningCall]
@@ -78,6 +79,7 @@ func (w *worker) configure(cfg protocol.WorkerConfig) {
 		}
 		w.newVM(cfg.Stdlib)
 	}
+	w.mod.addHostModules(w.vm)
 	w.configured = true
 }
 
@@ -88,9 +90,10 @@ func (w *worker) newVM(stdlib bool) {
 		Stdlib:  stdlib,
 		Output:  w.write,
 		Codec:   m.codec(),
-		Modules: map[string]lua.LGFunction{"interpreters": m.open},
+		Modules: map[string]lua.LGFunction{"interpreters": m.open, "host": m.openHost, "json": openJSON},
 	})
 	m.init(w.vm.L())
+	w.mod = m
 }
 
 // serve starts the worker's two channels: the session, for stats and
@@ -268,7 +271,11 @@ func (w *worker) exec(ctx context.Context, body []byte) (any, error) {
 		return nil, err
 	}
 	defer end()
-	if err := w.vm.Exec(ctx, p.Source); err != nil {
+	name := p.Name
+	if name == "" {
+		name = "<string>"
+	}
+	if err := w.vm.ExecNamed(ctx, name, p.Source); err != nil {
 		return nil, err
 	}
 	return nil, w.overMemoryLimit()

@@ -1,0 +1,32 @@
+package protocol
+
+import "github.com/vmihailenco/msgpack/v5"
+
+// Methods a worker calls on its supervisor, on the call channel while a
+// call runs, for what its host gives scripts: host functions and host
+// modules. A daemon makes MethodHostCall on the client that gave the
+// function, over that client's control session.
+const (
+	MethodHostCall   = "host.call"   // HostCallParams → msgpack array of the results
+	MethodHostModule = "host.module" // NameParams → string: the module's source
+)
+
+// CodeHostError is a host function's failure: the error it returned or the
+// panic it recovered from. Lua sees it as a HostError.
+const CodeHostError Code = "host_error"
+
+// HostCallParams calls the host function Name with Args, a msgpack array
+// of fallback-tier values. From a daemon to a client, Interp names the
+// interpreter whose script made the call.
+type HostCallParams struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Name     string
+	Args     msgpack.RawMessage
+	Interp   int64
+}
+
+// NameParams names a host module.
+type NameParams struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Name     string
+}

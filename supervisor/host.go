@@ -1,0 +1,111 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"sort"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/subinterp/subinterp/protocol"
+)
+
+// HostFunc serves a script's call of a host function. args is a msgpack
+// array of the arguments (fallback tier), whose queues come with a host
+// reference each, as in a delivered value; the result is a msgpack array of
+// the values to return, whose queues must each carry one host reference,
+// which passes to the interpreter. ctx is the context of the call the
+// script runs in. An error that is not a *protocol.Error reaches Lua as a HostError
+// with its text.
+type HostFunc func(ctx context.Context, args []byte) ([]byte, error)
+
+// Hosting is what a host gives an interpreter's scripts beyond pure Lua.
+// Interpreters created from Lua get their creator's. The zero value gives
+// nothing.
+type Hosting struct {
+	// Funcs are the host functions require("host") offers, by name.
+	Funcs map[string]HostFunc
+	// Modules are Lua sources require(name) runs once, by module name.
+	Modules map[string]string
+	// Confined walls the interpreter's scripts in: through the interpreters
+	// module they reach only main, this interpreter and those created from
+	// it, and the queues they made or were handed.
+	Confined bool
+}
+
+// workerNames are the sorted names of funcs and modules, for the worker.
+func (h *Hosting) workerNames() (funcs, modules []string) {
+	for n := range h.Funcs {
+		funcs = append(funcs, n)
+	}
+	for n := range h.Modules {
+		modules = append(modules, n)
+	}
+	sort.Strings(funcs)
+	sort.Strings(modules)
+	return funcs, modules
+}
+
+// hostCallbacks adds to hs the requests a worker makes for its host's
+// functions and modules.
+func (s *Supervisor) hostCallbacks(it *interp, hs map[string]protocol.Handler) {
+	hs[protocol.MethodHostCall] = protocol.Handle(func(ctx context.Context, p *protocol.HostCallParams) (any, error) {
+		fn := it.hosting.Funcs[p.Name]
+		if fn == nil {
+			return nil, protocol.Errorf(protocol.CodeHostError, "no host function %q", p.Name)
+		}
+		ctx, stop := untilCallDeadline(ctx)
+		defer stop()
+		args := []byte(p.Args)
+		if len(args) == 0 {
+			args = []byte{0x90} // no arguments
+		}
+		s.deliver(0, args) // the queues in args are the host's now
+		res, err := runHostFunc(ctx, fn, args)
+		if err != nil {
+			return nil, err
+		}
+		// The queues in the results come with a reference each, which
+		// passes to the interpreter.
+		s.holdQueues(it.id, res)
+		for _, id := range protocol.QueueIDs(res) {
+			s.ReleaseQueue(id)
+		}
+		return msgpack.RawMessage(res), nil
+	})
+	hs[protocol.MethodHostModule] = protocol.Handle(func(_ context.Context, p *protocol.NameParams) (any, error) {
+		src, ok := it.hosting.Modules[p.Name]
+		if !ok {
+			return nil, protocol.Errorf(protocol.CodeInvalidArgument, "no host module %q", p.Name)
+		}
+		return src, nil
+	})
+}
+
+// runHostFunc runs fn on a goroutine of its own and waits for it or for
+// ctx, whichever ends first: a host function that ignores its context
+// cannot keep the call from ending, and what it returns late is dropped.
+func runHostFunc(ctx context.Context, fn HostFunc, args []byte) ([]byte, error) {
+	type result struct {
+		res []byte
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		res, err := fn(ctx, args)
+		done <- result{res, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			var pe *protocol.Error
+			if errors.As(r.err, &pe) {
+				return nil, pe
+			}
+			return nil, &protocol.Error{Code: protocol.CodeHostError, Msg: r.err.Error()}
+		}
+		return r.res, nil
+	case <-ctx.Done():
+		return nil, protocol.AsError(ctx.Err())
+	}
+}
