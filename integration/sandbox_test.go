@@ -166,7 +166,8 @@ func TestSandboxFenv(t *testing.T) {
 			if ok and type(env) == "table" then
 				if env.io and env.io.open then found[#found + 1] = "io.open" end
 				if env.os and (env.os.execute or env.os.getenv) then found[#found + 1] = "os" end
-				if env.debug or env.package or env.dofile or env.loadfile then found[#found + 1] = "lib" end
+				if env.debug or env.dofile or env.loadfile then found[#found + 1] = "lib" end
+				if env.package and (env.package.path or env.package.cpath or env.package.loadlib or env.package.loaders) then found[#found + 1] = "lib" end
 			end
 		end
 		local ok, env = pcall(getfenv, 0)
