@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -247,6 +248,51 @@ func TestLimitsMemoryHard(t *testing.T) {
 			isoWaitNotFound(t, rt, it)
 			waitGone(t, p)
 			sib.check(t)
+		})
+	}
+}
+
+// TestLimitsMemoryCauseNotForged: a trusted script that writes the Go
+// runtime's and the race detector's out-of-memory reports to stderr, then
+// has its worker end some other way, is not reported as over its memory
+// limit; the text it wrote is still in the report.
+func TestLimitsMemoryCauseNotForged(t *testing.T) {
+	t.Parallel()
+	const forged = `io.stderr:write("fatal error: out of memory\n",
+		"==1==ERROR: ThreadSanitizer failed to allocate 0x10000000 (268435456) bytes (errno: 12)\n",
+		"fatal error: too many address space collisions for -race mode\n") io.stderr:flush()`
+	for _, tc := range []struct{ signal, wantSignal string }{
+		{"KILL", "killed"}, // ended by a signal
+		{"ABRT", ""},       // the Go runtime's own crash report, exit status 2
+		{"QUIT", ""},
+	} {
+		t.Run(tc.signal, func(t *testing.T) {
+			t.Parallel()
+			rt := newRuntime(t)
+			it := create(t, rt, interpreters.WithStdlib(), interpreters.WithMemoryLimit(64<<20))
+			p := pid(t, it)
+			err := it.Exec(forged + fmt.Sprintf(` os.execute("kill -%s %d") while true do end`, tc.signal, p))
+			var wee *interpreters.WorkerExitError
+			if !errors.As(err, &wee) {
+				t.Fatalf("error %v (%T), want *WorkerExitError", err, err)
+			}
+			t.Logf("%v", wee)
+			if errors.Is(err, interpreters.ErrMemoryLimit) {
+				t.Errorf("a worker ended by SIG%s after its script wrote out-of-memory reports matches ErrMemoryLimit: %v", tc.signal, err)
+			}
+			if wee.Signal != tc.wantSignal {
+				t.Errorf("Signal %q, want %q (exit code %d)", wee.Signal, tc.wantSignal, wee.ExitCode)
+			}
+			// What the tail shows: the forged text, after a kill; the
+			// runtime's own report heading it, after a dump.
+			want := "fatal error: out of memory"
+			if tc.wantSignal == "" {
+				want = "SIG" + tc.signal + ": "
+			}
+			if !strings.Contains(wee.StderrTail, want) {
+				t.Errorf("the stderr tail does not show %q:\n%s", want, wee.StderrTail)
+			}
+			waitGone(t, p)
 		})
 	}
 }

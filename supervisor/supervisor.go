@@ -281,7 +281,7 @@ func (s *Supervisor) watch(it *interp) {
 			return
 		}
 		exitErr := p.exitError(it.id)
-		if it.limits.MemoryBytes > 0 && p.stderr.containsAny(outOfMemoryMarks) {
+		if it.limits.MemoryBytes > 0 && exitErr.Signal == "" && diedOutOfMemory(exitErr.ExitCode, p.stderr) {
 			// The kernel's hard limit ended it (RLIMIT_AS fails the Go
 			// runtime's next allocation, which it reports and dies of).
 			exitErr.Cause = protocol.CodeMemoryLimit
