@@ -17,7 +17,10 @@ type conn struct {
 	id    uint64
 	log   hclog.Logger
 	peer  *protocol.Peer
-	ready chan struct{} // closed once peer is set
+	ready chan struct{} // closed once peer and notify are set
+	// notify sends the client a notification (output, restart notices)
+	// ahead of the answer of the request in progress.
+	notify func(method string, params any) error
 
 	mu     sync.Mutex
 	refs   map[int64]int // queue references this connection holds, released when it closes
@@ -27,6 +30,7 @@ type conn struct {
 // start runs the session on nc and cleans up after it ends.
 func (c *conn) start(nc net.Conn) {
 	c.peer = protocol.NewPeer(&timedConn{Conn: nc}, protocol.PeerConfig{Handlers: c.handlers()})
+	c.notify = c.peer.Notify
 	close(c.ready)
 	go func() {
 		<-c.peer.Done()
@@ -114,7 +118,7 @@ type output struct {
 }
 
 func (o output) Write(p []byte) (int, error) {
-	if err := o.c.peer.Notify(protocol.NotifyOutput, &protocol.OutputParams{ID: o.id, Data: p}); err != nil {
+	if err := o.c.notify(protocol.NotifyOutput, &protocol.OutputParams{ID: o.id, Data: p}); err != nil {
 		return 0, err
 	}
 	return len(p), nil
@@ -156,7 +160,7 @@ func (c *conn) restartPolicy(p *protocol.RestartParams) *supervisor.RestartPolic
 			if ev.Err != nil {
 				n.Err = protocol.AsError(ev.Err)
 			}
-			_ = c.peer.Notify(protocol.NotifyRestart, n)
+			_ = c.notify(protocol.NotifyRestart, n)
 		},
 	}
 }

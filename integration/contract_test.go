@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/subinterp/subinterp/cluster/node"
 	"github.com/subinterp/subinterp/daemon"
 	"github.com/subinterp/subinterp/interpreters"
 )
@@ -70,6 +71,24 @@ func TestContractRemote(t *testing.T) {
 			t.Parallel()
 			d := startDaemon(t, daemon.Config{})
 			c.fn(t, d.dial(t))
+		})
+	}
+}
+
+// TestContractCluster runs the same contract on cluster runtimes: one
+// node per case, joined to one NATS server that every case shares, each
+// case's cluster under a name of its own. Requests, output, cancellation
+// and errors all go by NATS, and IDs come from the cluster's counter.
+// Interpreters on several nodes are the cluster tests' business.
+func TestContractCluster(t *testing.T) {
+	t.Parallel()
+	url := startNATS(t)
+	for _, c := range contract {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			name := newClusterName()
+			startNode(t, node.Config{Name: "n1", Cluster: name, URL: url})
+			c.fn(t, dialCluster(t, url, []string{"n1"}, interpreters.WithCluster(name)))
 		})
 	}
 }

@@ -17,6 +17,8 @@ type InterpreterInfo struct {
 	// so far; zero when the worker did not answer in time.
 	RSSBytes int64
 	CPUTime  time.Duration
+	// Node is the cluster node hosting it; "" outside a cluster.
+	Node string
 }
 
 // Describe returns a description of every live interpreter except main,

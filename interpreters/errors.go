@@ -55,6 +55,11 @@ var (
 	// ErrPermissionDenied: the daemon refused the client: a Unix socket
 	// peer whose user it does not allow, or a wrong or missing token.
 	ErrPermissionDenied error = &kindError{"permission denied by the interpreter daemon", ErrInterpreter}
+	// ErrNodeLost: the cluster node hosting the interpreter stopped
+	// answering and was declared lost; the interpreter is gone with it, so
+	// this also matches ErrInterpreterNotFound. A call in flight at that
+	// moment may or may not have run.
+	ErrNodeLost error = &kindError{"cluster node lost", ErrInterpreterNotFound}
 )
 
 // opError is an error with its own message that matches a sentinel and,
@@ -148,6 +153,7 @@ var codeSentinels = map[protocol.Code]error{
 	protocol.CodeCanceled:         context.Canceled,
 	protocol.CodeDeadlineExceeded: context.DeadlineExceeded,
 	protocol.CodeUnavailable:      ErrUnavailable,
+	protocol.CodeNodeLost:         ErrNodeLost,
 	protocol.CodePermissionDenied: ErrPermissionDenied,
 }
 

@@ -26,6 +26,12 @@ type options struct {
 	modules  map[string]string
 	confined bool
 	err      error // the first invalid option
+
+	// Cluster settings: of Dial, and of Create on a cluster runtime.
+	cluster      string
+	creds        string
+	node         string
+	placementKey string
 }
 
 func collect(base options, opts []Option) options {
@@ -90,11 +96,33 @@ func WithCreateLimit(n int) Option {
 	return func(o *options) { o.limits.Created = n }
 }
 
-// WithToken sets the token Dial presents to a daemon listening on TCP.
+// WithToken sets the token Dial presents to a daemon listening on TCP, or
+// to the NATS servers of a cluster.
 func WithToken(token string) Option { return func(o *options) { o.token = token } }
 
-// WithTLS sets the TLS configuration Dial uses for TCP.
+// WithTLS sets the TLS configuration Dial uses for TCP, or for the NATS
+// connection to a cluster.
 func WithTLS(cfg *tls.Config) Option { return func(o *options) { o.tls = cfg } }
+
+// WithCredentials makes Dial to a cluster present a NATS credentials file
+// (a user JWT and its nkey seed).
+func WithCredentials(file string) Option { return func(o *options) { o.creds = file } }
+
+// WithCluster names the cluster Dial joins, for clusters that share one
+// NATS deployment; the default is "subinterp".
+func WithCluster(name string) Option { return func(o *options) { o.cluster = name } }
+
+// WithNode makes Create place the interpreter on the named node of a
+// cluster runtime. A node that is not live, or any node on a runtime that
+// is not a cluster, is ErrInvalidArgument.
+func WithNode(name string) Option { return func(o *options) { o.node = name } }
+
+// WithPlacementKey makes Create on a cluster runtime place the interpreter
+// by rendezvous hashing of key over the live nodes: the same key goes to
+// the same node while the set of nodes stays the same, and when a node
+// joins or leaves only the keys that hash to it move. Other runtimes
+// ignore it.
+func WithPlacementKey(key string) Option { return func(o *options) { o.placementKey = key } }
 
 // hostStdout writes to whatever os.Stdout is at the time of the write, so
 // output follows a program (or a test) that redirects os.Stdout.

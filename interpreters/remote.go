@@ -57,6 +57,13 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Runtime, error) {
 	if o.err != nil {
 		return nil, o.err
 	}
+	if isClusterAddr(addr) {
+		cb, err := dialCluster(ctx, addr, o)
+		if err != nil {
+			return nil, err
+		}
+		return newRuntime(o, func() (backend, error) { return cb, nil }), nil
+	}
 	rb, err := dialDaemon(ctx, addr, o)
 	if err != nil {
 		return nil, err
@@ -65,9 +72,13 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Runtime, error) {
 }
 
 // ParseAddr splits a daemon address as Dial reads it into a network
-// ("unix" or "tcp") and an address for net.Dial.
+// ("unix" or "tcp") and an address for net.Dial; a cluster's address
+// (nats://HOST:PORT or tls://HOST:PORT, several comma-separated) is
+// network "nats" and the address as given.
 func ParseAddr(addr string) (network, address string, err error) {
 	switch {
+	case isClusterAddr(addr):
+		network, address = "nats", addr
 	case strings.HasPrefix(addr, "unix://"):
 		network, address = "unix", strings.TrimPrefix(addr, "unix://")
 	case strings.HasPrefix(addr, "tcp://"):
@@ -76,7 +87,7 @@ func ParseAddr(addr string) (network, address string, err error) {
 			return "", "", errorf(ErrInvalidArgument, "daemon address %q: %v", addr, err)
 		}
 	case strings.Contains(addr, "://"):
-		return "", "", errorf(ErrInvalidArgument, "daemon address %q: want a socket path, unix://PATH or tcp://HOST:PORT", addr)
+		return "", "", errorf(ErrInvalidArgument, "daemon address %q: want a socket path, unix://PATH, tcp://HOST:PORT or a cluster's nats://HOST:PORT", addr)
 	default:
 		network, address = "unix", addr
 	}
@@ -146,12 +157,17 @@ func dialDaemon(ctx context.Context, addr string, o options) (*remoteBackend, er
 	return rb, nil
 }
 
-// remoteBackend drives a daemon over one control session.
+// remoteBackend drives a daemon over one control session, or one node of
+// a cluster through via.
 type remoteBackend struct {
 	addr       string
 	pid        int
 	peer       *protocol.Peer
 	defaultOut io.Writer
+	// via, when set, carries each request instead of peer: a cluster
+	// node's requests go through the cluster client, which cancels them
+	// and bounds the wait itself.
+	via func(ctx context.Context, method string, params any) ([]byte, error)
 
 	mu       sync.Mutex
 	outs     map[int64]io.Writer                     // the writers of interpreters this runtime created with their own
@@ -212,6 +228,13 @@ func (r *remoteBackend) restarted(body []byte) {
 func (r *remoteBackend) roundTrip(ctx context.Context, method string, params any) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, protocol.AsError(err)
+	}
+	if r.via != nil {
+		res, err := r.via(ctx, method, params)
+		if err != nil {
+			return nil, r.wireError(ctx, err)
+		}
+		return res, nil
 	}
 	c, err := r.peer.Go(method, params)
 	if err != nil {
@@ -420,7 +443,9 @@ func (r *remoteBackend) Stats(ctx context.Context, id int64) (protocol.WorkerSta
 // Close ends the connection; the daemon releases the queue references it
 // held, and its interpreters live on.
 func (r *remoteBackend) Close() error {
-	_ = r.peer.Close()
+	if r.peer != nil {
+		_ = r.peer.Close()
+	}
 	return nil
 }
 
@@ -439,6 +464,14 @@ func (r *remoteBackend) RetainQueue(id int64) error {
 // drops was counted by the daemon before the handle could exist, so the
 // release cannot overtake it.
 func (r *remoteBackend) ReleaseQueue(id int64) {
+	if r.via != nil {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+			defer cancel()
+			_, _ = r.via(ctx, protocol.ControlQueueRelease, &protocol.IDParams{ID: id})
+		}()
+		return
+	}
 	select {
 	case <-r.peer.Done():
 		return // the daemon released everything with the connection

@@ -118,7 +118,15 @@ func (rt *Runtime) CreateContext(ctx context.Context, opts ...Option) (*Interpre
 	if o.err != nil {
 		return nil, o.err
 	}
-	id, err := b.Create(ctx, supervisor.CreateOptions{Stdout: o.stdout, Stdlib: o.stdlib, Limits: o.limits, Restart: o.restart, Hosting: rt.hosting(o)})
+	copts := supervisor.CreateOptions{Stdout: o.stdout, Stdlib: o.stdlib, Limits: o.limits, Restart: o.restart, Hosting: rt.hosting(o)}
+	var id int64
+	if cb, ok := b.(*clusterBackend); ok {
+		id, err = cb.create(ctx, copts, o.node, o.placementKey)
+	} else if o.node != "" {
+		return nil, errNoNode(o.node)
+	} else {
+		id, err = b.Create(ctx, copts)
+	}
 	if err != nil {
 		return nil, fromWire(err)
 	}

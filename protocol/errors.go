@@ -32,6 +32,7 @@ const (
 	CodePoolShutdown     Code = "pool_shutdown"     // a pool no longer takes tasks
 	CodeVersion          Code = "version"           // the peers speak different protocol versions
 	CodeUnavailable      Code = "unavailable"       // the service cannot take the call now
+	CodeNodeLost         Code = "node_lost"         // the cluster node hosting the interpreter was lost
 )
 
 // Error is the one error type that crosses the wire. Fields beyond Code and

@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"context"
 	"io"
 	"os"
 	"time"
@@ -44,6 +45,11 @@ type Config struct {
 	// WarmSpares is how many workers are kept started ahead of need, so
 	// Create claims one instead of launching a process. 0: none.
 	WarmSpares int
+	// NextID, when set, gives the ID of every new interpreter, those
+	// created from Lua too, instead of counting up from 1: a cluster node
+	// takes IDs from blocks the whole cluster shares out, so no two nodes
+	// give the same one. It must never return an ID twice.
+	NextID func(ctx context.Context) (int64, error)
 }
 
 // Limits bound what one interpreter may use. Zero fields mean no limit.

@@ -103,13 +103,25 @@ func (s *Supervisor) createQueue(maxsize int, mode protocol.UnboundMode, by int6
 	if closed {
 		return 0, protocol.Errorf(protocol.CodeQueueNotFound, "the supervisor is closed")
 	}
+	var id int64
+	if s.cfg.NextID != nil {
+		// Queue and interpreter IDs come from the one source, so a
+		// cluster can tell by ID alone which node holds a queue.
+		var err error
+		if id, err = s.cfg.NextID(context.Background()); err != nil {
+			return 0, protocol.Errorf(protocol.CodeInterpreter, "queue creation failed: no ID: %v", err)
+		}
+	}
 	s.qs.mu.Lock()
 	defer s.qs.mu.Unlock()
 	if s.qs.byID == nil {
 		s.qs.byID = make(map[int64]*queue)
 	}
-	s.qs.nextID++
-	q := &queue{id: s.qs.nextID, maxsize: maxsize, unbound: mode, changed: make(chan struct{}), holders: map[int64]struct{}{}}
+	if id == 0 {
+		s.qs.nextID++
+		id = s.qs.nextID
+	}
+	q := &queue{id: id, maxsize: maxsize, unbound: mode, changed: make(chan struct{}), holders: map[int64]struct{}{}}
 	if by == 0 {
 		q.hostRefs = 1
 	} else {

@@ -200,14 +200,10 @@ func (s *Supervisor) create(ctx context.Context, opts CreateOptions, root int64)
 	if err := ctx.Err(); err != nil {
 		return 0, protocol.AsError(err)
 	}
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return 0, protocol.Errorf(protocol.CodeInterpreter, "interpreter creation failed: the supervisor is closed")
+	id, err := s.newID(ctx)
+	if err != nil {
+		return 0, err
 	}
-	s.nextID++
-	id := s.nextID
-	s.mu.Unlock()
 
 	if root == 0 {
 		root = id
@@ -242,6 +238,27 @@ func (s *Supervisor) create(ctx context.Context, opts CreateOptions, root int64)
 	s.mu.Unlock()
 	s.created.Add(1)
 	go s.watch(it)
+	return id, nil
+}
+
+// newID gives the next interpreter's ID, from Config.NextID when set.
+func (s *Supervisor) newID(ctx context.Context) (int64, error) {
+	s.mu.Lock()
+	closed := s.closed
+	if !closed && s.cfg.NextID == nil {
+		s.nextID++
+		id := s.nextID
+		s.mu.Unlock()
+		return id, nil
+	}
+	s.mu.Unlock()
+	if closed {
+		return 0, protocol.Errorf(protocol.CodeInterpreter, "interpreter creation failed: the supervisor is closed")
+	}
+	id, err := s.cfg.NextID(ctx)
+	if err != nil {
+		return 0, &protocol.Error{Code: protocol.CodeInterpreter, Msg: "interpreter creation failed: no ID: " + err.Error()}
+	}
 	return id, nil
 }
 
@@ -411,16 +428,38 @@ func (s *Supervisor) CloseInterpreter(id int64) error {
 func (s *Supervisor) Close() error {
 	s.mu.Lock()
 	s.closed = true
+	s.mu.Unlock()
+	s.endAll()
+	s.stopSpares()
+	s.closeQueues()
+	s.watchers.Wait()
+	return nil
+}
+
+// CloseAll ends every interpreter, running or not, and reaps their
+// workers; unlike Close, the supervisor goes on taking new ones. A cluster
+// node cut off from its cluster calls it, so that nothing the cluster
+// counts as lost runs on. Calls in progress fail as if their interpreter
+// had been closed.
+func (s *Supervisor) CloseAll() int {
+	return s.endAll()
+}
+
+// endAll ends every interpreter and returns how many it ended.
+func (s *Supervisor) endAll() int {
+	s.mu.Lock()
 	all := make([]*interp, 0, len(s.interps))
 	for _, it := range s.interps {
 		all = append(all, it)
 	}
 	s.mu.Unlock()
 	var wg sync.WaitGroup
+	n := 0
 	for _, it := range all {
 		if !it.closing.CompareAndSwap(false, true) {
 			continue
 		}
+		n++
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -429,12 +468,16 @@ func (s *Supervisor) Close() error {
 		}()
 	}
 	wg.Wait()
-	s.stopSpares()
-	s.closeQueues()
-	s.watchers.Wait()
-	return nil
+	return n
 }
 
 func alreadyRunning(id int64) *protocol.Error {
 	return &protocol.Error{Code: protocol.CodeAlreadyRunning, Msg: fmt.Sprintf("interpreter %d already running", id), InterpreterID: id}
+}
+
+// Count is how many interpreters are alive.
+func (s *Supervisor) Count() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.interps)
 }

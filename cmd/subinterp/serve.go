@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
 
+	"github.com/subinterp/subinterp/cluster/node"
 	"github.com/subinterp/subinterp/daemon"
 	"github.com/subinterp/subinterp/supervisor"
 )
@@ -30,6 +31,7 @@ func newServeCommand(g *clientFlags) *cobra.Command {
 		shutdownGrace time.Duration
 		killGrace     time.Duration
 		warmSpares    int
+		cf            clusterFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -103,7 +105,16 @@ in flight at once.`,
 				}
 				cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 			}
-			return serve(cmd.Context(), cfg, logger)
+			n, err := cf.join(g, &cfg, logger)
+			if err != nil {
+				return err
+			}
+			if n != nil {
+				cfg.Logger = logger.With("node", n.Name())
+				cfg.Supervisor.NextID = n.NextID
+				defer n.Close()
+			}
+			return serve(cmd.Context(), cfg, n, logger)
 		},
 	}
 	f := cmd.Flags()
@@ -120,6 +131,7 @@ in flight at once.`,
 	f.DurationVar(&shutdownGrace, "shutdown-grace", daemon.DefaultShutdownGrace, "how long in-flight calls may finish at shutdown before they are cancelled (0: no grace, cancel them at once)")
 	f.DurationVar(&killGrace, "kill-grace", supervisor.DefaultKillGrace, "how long a cancelled call may take to stop before its worker is killed")
 	f.IntVar(&warmSpares, "warm-spares", 0, "worker processes kept started ahead of need, so create answers at once")
+	cf.addFlags(f, g)
 	return cmd
 }
 
@@ -154,7 +166,7 @@ var shutdownSignals = []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP}
 
 // serve runs the daemon until the first shutdown signal, then shuts it
 // down; a second signal forces the stop.
-func serve(parent context.Context, cfg daemon.Config, log hclog.Logger) error {
+func serve(parent context.Context, cfg daemon.Config, n *node.Node, log hclog.Logger) error {
 	if parent == nil {
 		parent = context.Background()
 	}
@@ -172,7 +184,17 @@ func serve(parent context.Context, cfg daemon.Config, log hclog.Logger) error {
 	served := make(chan struct{})
 	defer close(served)
 	go stopOnSignals(sigs, served, cancel, srv.Abort, log)
-	return srv.Serve(ctx)
+	if n == nil {
+		return srv.Serve(ctx)
+	}
+	nodeDone := make(chan error, 1)
+	go func() { nodeDone <- n.Serve(ctx, srv) }()
+	err = srv.Serve(ctx)
+	cancel()
+	if nerr := <-nodeDone; err == nil {
+		err = nerr
+	}
+	return err
 }
 
 // stopOnSignals starts a graceful shutdown on the first signal and forces

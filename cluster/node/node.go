@@ -1,0 +1,374 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/subinterp/subinterp/cluster"
+	"github.com/subinterp/subinterp/daemon"
+	"github.com/subinterp/subinterp/protocol"
+)
+
+// Bounded waits of a node.
+const (
+	// connectWait bounds joining NATS.
+	connectWait = 10 * time.Second
+	// leaseCheck is how often the node checks it is still part of the
+	// cluster; leaseFlush bounds the round trip to its NATS server.
+	leaseCheck = 250 * time.Millisecond
+	leaseFlush = 500 * time.Millisecond
+	// answerWait bounds the wait, at the end, for the answers of requests
+	// in progress to go out before the connection closes.
+	answerWait = 5 * time.Second
+)
+
+// Node is a daemon's membership of a cluster: its NATS connection (and
+// embedded server, if it runs one), the IDs it hands out, and, once Serve
+// runs, the subjects on which it serves its daemon's interpreters.
+type Node struct {
+	cfg  Config
+	log  hclog.Logger
+	subj cluster.Subjects
+	ns   *server.Server // the embedded server, or nil
+	nc   *nats.Conn
+	ids  *ids
+
+	started time.Time
+
+	mu       sync.Mutex
+	instance string
+	sessions map[string]*daemon.Session // by client
+	calls    map[string]context.CancelFunc
+	answers  sync.WaitGroup
+}
+
+// Join starts the embedded NATS server if the config asks for one,
+// connects to NATS and returns the Node. Nothing is served until Serve.
+func Join(cfg Config) (_ *Node, err error) {
+	cfg, err = cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg: cfg, log: cfg.Logger, subj: cluster.Subjects{Cluster: cfg.Cluster}, started: time.Now(),
+		instance: nuid.Next(), sessions: make(map[string]*daemon.Session), calls: make(map[string]context.CancelFunc),
+	}
+	opts := []nats.Option{
+		nats.Name("subinterp node " + cfg.Name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.PingInterval(time.Second),
+		nats.MaxPingsOutstanding(2),
+		nats.Timeout(connectWait),
+	}
+	opts = append(opts, cluster.Auth(cfg.Token, cfg.TLS, cfg.CredsFile)...)
+	url := cfg.URL
+	if cfg.Embed != "" {
+		n.ns, err = startServer(cfg)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, nats.InProcessServer(n.ns))
+		url = ""
+	}
+	n.nc, err = nats.Connect(url, opts...)
+	if err != nil {
+		n.shutdownServer()
+		return nil, fmt.Errorf("join NATS at %s: %v", n.where(), err)
+	}
+	js, err := jetstream.New(n.nc)
+	if err != nil {
+		n.Close()
+		return nil, fmt.Errorf("JetStream: %v", err)
+	}
+	n.ids = &ids{js: js, bucket: n.subj.IDBucket(), replicas: cfg.Replicas}
+	return n, nil
+}
+
+func (n *Node) where() string {
+	if n.ns != nil {
+		return n.ns.ClientURL()
+	}
+	return n.cfg.URL
+}
+
+// ClientURL is the address clients dial to reach the embedded server;
+// empty without one.
+func (n *Node) ClientURL() string {
+	if n.ns == nil {
+		return ""
+	}
+	return n.ns.ClientURL()
+}
+
+// RouteURL is the address other embedded servers route to; empty without
+// routes.
+func (n *Node) RouteURL() string {
+	if n.ns == nil || n.cfg.RouteListen == "" {
+		return ""
+	}
+	return "nats://" + n.ns.ClusterAddr().String()
+}
+
+// Name is the node's name.
+func (n *Node) Name() string { return n.cfg.Name }
+
+// NextID gives the next cluster-unique ID: the daemon's supervisor takes
+// every interpreter's ID from it (daemon.Config.Supervisor.NextID).
+func (n *Node) NextID(ctx context.Context) (int64, error) { return n.ids.Next(ctx) }
+
+// Serve serves d's interpreters to the cluster until ctx ends: requests
+// on the node's subjects go to d's handlers, heartbeats go out every
+// cluster.HeartbeatInterval, and a node that cannot confirm for
+// cluster.FenceAfter that it is still part of the cluster closes its
+// interpreters. Close the Node after Serve and d's Serve have returned.
+func (n *Node) Serve(ctx context.Context, d *daemon.Server) error {
+	var subs []*nats.Subscription
+	sub := func(subject string, h nats.MsgHandler) error {
+		s, err := n.nc.Subscribe(subject, h)
+		if err == nil {
+			subs = append(subs, s)
+		}
+		return err
+	}
+	if err := sub(n.subj.RPC(n.cfg.Name), func(m *nats.Msg) { n.serveRequest(ctx, d, m) }); err != nil {
+		return err
+	}
+	if err := sub(n.subj.Cancel(n.cfg.Name), n.cancel); err != nil {
+		return err
+	}
+	if err := sub(n.subj.Bye(), n.bye); err != nil {
+		return err
+	}
+	if err := sub(n.subj.Ping(), func(m *nats.Msg) { n.answerPing(d, m) }); err != nil {
+		return err
+	}
+	if err := n.nc.Flush(); err != nil {
+		return err
+	}
+	n.log.Info("joined the cluster", "cluster", n.cfg.Cluster, "nats", n.where())
+	n.heartbeat(d)
+
+	beat := time.NewTicker(cluster.HeartbeatInterval)
+	defer beat.Stop()
+	lease := time.NewTicker(leaseCheck)
+	defer lease.Stop()
+	lastGood := time.Now()
+	fenced := false
+	for {
+		select {
+		case <-ctx.Done():
+			for _, s := range subs {
+				_ = s.Unsubscribe()
+			}
+			n.closeSessions()
+			return nil
+		case <-beat.C:
+			if !fenced {
+				n.heartbeat(d)
+			}
+		case <-lease.C:
+			if n.member() {
+				lastGood = time.Now()
+				if fenced {
+					fenced = false
+					n.log.Info("back in touch with the cluster", "instance", n.currentInstance())
+					n.heartbeat(d)
+				}
+				continue
+			}
+			if !fenced && time.Since(lastGood) > cluster.FenceAfter {
+				fenced = true
+				n.fence(d)
+			}
+		}
+	}
+}
+
+// member reports whether the node can still count itself part of the
+// cluster: its NATS server answers a round trip, and an embedded server
+// that has peers still has a route to one. (An embedded node's own
+// connection is in-process and stays up through any partition, so the
+// routes are what tells.)
+func (n *Node) member() bool {
+	if !n.nc.IsConnected() || n.nc.FlushTimeout(leaseFlush) != nil {
+		return false
+	}
+	return n.ns == nil || len(n.cfg.Routes) == 0 || n.ns.NumRoutes() > 0
+}
+
+// fence closes every interpreter: by now the cluster has declared the
+// node lost, or will before the node could tell it otherwise. The node
+// comes back, if it does, as a new instance with none of them.
+func (n *Node) fence(d *daemon.Server) {
+	n.mu.Lock()
+	n.instance = nuid.Next()
+	n.mu.Unlock()
+	closed := d.CloseInterpreters()
+	n.log.Warn("cut off from the cluster: closed every interpreter", "after", cluster.FenceAfter, "closed", closed)
+}
+
+func (n *Node) currentInstance() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.instance
+}
+
+func (n *Node) status(d *daemon.Server) []byte {
+	b, _ := msgpack.Marshal(&cluster.Status{
+		Name: n.cfg.Name, Instance: n.currentInstance(), Interpreters: d.Interpreters(),
+		Pid: os.Getpid(), StartedNano: n.started.UnixNano(),
+	})
+	return b
+}
+
+func (n *Node) heartbeat(d *daemon.Server) {
+	_ = n.nc.Publish(n.subj.Heartbeat(n.cfg.Name), n.status(d))
+}
+
+func (n *Node) answerPing(d *daemon.Server, m *nats.Msg) {
+	if m.Reply == "" {
+		return
+	}
+	r := nats.NewMsg(m.Reply)
+	r.Header.Set(cluster.HdrKind, cluster.KindStatus)
+	r.Data = n.status(d)
+	_ = n.nc.PublishMsg(r)
+}
+
+// session is the daemon session of one client, made on its first request.
+func (n *Node) session(d *daemon.Server, client, inbox string) *daemon.Session {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if ss := n.sessions[client]; ss != nil {
+		return ss
+	}
+	ss := d.NewSession("cluster client "+client, func(method string, params any) error {
+		body, err := msgpack.Marshal(params)
+		if err != nil {
+			return err
+		}
+		m := nats.NewMsg(inbox)
+		m.Header.Set(cluster.HdrKind, cluster.KindNote)
+		m.Header.Set(cluster.HdrNode, n.cfg.Name)
+		m.Header.Set(cluster.HdrMethod, method)
+		m.Data = body
+		return n.nc.PublishMsg(m)
+	})
+	n.sessions[client] = ss
+	return ss
+}
+
+// serveRequest runs one request through the daemon's handlers and sends
+// the answer after the notifications the handler sent: both go out on
+// the one connection in that order, and the client reads its inbox on one
+// goroutine, so output arrives before the answer.
+func (n *Node) serveRequest(ctx context.Context, d *daemon.Server, m *nats.Msg) {
+	client, call, method := m.Header.Get(cluster.HdrClient), m.Header.Get(cluster.HdrCall), m.Header.Get(cluster.HdrMethod)
+	if m.Reply == "" || client == "" || call == "" {
+		return
+	}
+	ss := n.session(d, client, m.Reply)
+	key := client + "/" + call
+	rctx, cancel := context.WithCancel(ctx)
+	n.mu.Lock()
+	n.calls[key] = cancel
+	n.answers.Add(1)
+	n.mu.Unlock()
+	go func() {
+		defer n.answers.Done()
+		defer func() {
+			n.mu.Lock()
+			delete(n.calls, key)
+			n.mu.Unlock()
+			cancel()
+		}()
+		res, err := ss.Handle(rctx, method, m.Data)
+		r := nats.NewMsg(m.Reply)
+		r.Header.Set(cluster.HdrCall, call)
+		if err == nil {
+			if r.Data, err = msgpack.Marshal(res); err != nil {
+				err = protocol.Errorf(protocol.CodeProtocol, "%s: encode the answer: %v", method, err)
+			}
+		}
+		if err != nil {
+			r.Header.Set(cluster.HdrKind, cluster.KindErr)
+			r.Data, _ = msgpack.Marshal(protocol.AsError(err))
+		} else {
+			r.Header.Set(cluster.HdrKind, cluster.KindOK)
+		}
+		if perr := n.nc.PublishMsg(r); perr != nil {
+			r.Header.Set(cluster.HdrKind, cluster.KindErr)
+			r.Data, _ = msgpack.Marshal(protocol.Errorf(protocol.CodeProtocol, "%s: the answer could not be sent: %v", method, perr))
+			_ = n.nc.PublishMsg(r)
+		}
+	}()
+}
+
+func (n *Node) cancel(m *nats.Msg) {
+	key := m.Header.Get(cluster.HdrClient) + "/" + m.Header.Get(cluster.HdrCall)
+	n.mu.Lock()
+	cancel := n.calls[key]
+	n.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
+
+// bye releases what a client that has gone held.
+func (n *Node) bye(m *nats.Msg) {
+	client := m.Header.Get(cluster.HdrClient)
+	n.mu.Lock()
+	ss := n.sessions[client]
+	delete(n.sessions, client)
+	n.mu.Unlock()
+	if ss != nil {
+		ss.Close()
+	}
+}
+
+func (n *Node) closeSessions() {
+	n.mu.Lock()
+	ss := n.sessions
+	n.sessions = make(map[string]*daemon.Session)
+	n.mu.Unlock()
+	for _, s := range ss {
+		s.Close()
+	}
+}
+
+// Close waits, boundedly, for the answers of requests in progress to go
+// out, then leaves NATS and stops the embedded server.
+func (n *Node) Close() {
+	done := make(chan struct{})
+	go func() {
+		n.answers.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(answerWait):
+	}
+	if n.nc != nil {
+		_ = n.nc.FlushTimeout(time.Second)
+		n.nc.Close()
+	}
+	n.shutdownServer()
+}
+
+func (n *Node) shutdownServer() {
+	if n.ns != nil {
+		n.ns.Shutdown()
+		n.ns.WaitForShutdown()
+	}
+}

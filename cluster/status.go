@@ -1,0 +1,27 @@
+package cluster
+
+import "time"
+
+// Timing of liveness. A node publishes its Status every HeartbeatInterval;
+// an observer that has heard nothing from it for LostAfter declares it
+// lost; a node that could not confirm it is still part of the cluster for
+// FenceAfter closes its own interpreters. FenceAfter is at most LostAfter
+// plus a heartbeat, so by the time every observer has declared a node lost
+// it has fenced itself too, and both stay well inside the 10 s the
+// contract allows.
+const (
+	HeartbeatInterval = time.Second
+	LostAfter         = 4 * time.Second
+	FenceAfter        = 4 * time.Second
+)
+
+// Status is what a node says of itself in its heartbeats.
+type Status struct {
+	Name string `msgpack:"name"`
+	// Instance changes each time the node starts or comes back from a
+	// fence: interpreters of an earlier instance are gone.
+	Instance     string `msgpack:"instance"`
+	Interpreters int    `msgpack:"interpreters"`
+	Pid          int    `msgpack:"pid"`
+	StartedNano  int64  `msgpack:"started"`
+}

@@ -1,0 +1,66 @@
+package cluster
+
+import (
+	"fmt"
+	"regexp"
+)
+
+// DefaultName is the cluster name when none is given. Every subject a
+// cluster uses starts with its name, so several clusters can share one
+// NATS deployment.
+const DefaultName = "subinterp"
+
+// Headers of the messages a client and a node exchange (exported for the
+// node package, which serves what this package sends). JetStream reserves
+// the "Nats-" prefix; these stay clear of it.
+const (
+	HdrMethod = "Subinterp-Method" // a request's control method, or a notification's
+	HdrCall   = "Subinterp-Call"   // the client's number for the request an answer is for
+	HdrClient = "Subinterp-Client" // the client a request, cancel or goodbye comes from
+	HdrKind   = "Subinterp-Kind"   // what a message to a client's inbox is: KindOK, KindErr, KindNote, KindStatus
+	HdrNode   = "Subinterp-Node"   // the node a notification comes from
+)
+
+// Kinds of the messages a node sends to a client's inbox.
+const (
+	KindOK     = "ok"     // a request's result: its msgpack answer
+	KindErr    = "err"    // a request's failure: a msgpack protocol.Error
+	KindNote   = "note"   // a notification (output, restart), ahead of the answer it precedes
+	KindStatus = "status" // a node's Status, in answer to a ping
+)
+
+// validName is what a cluster or node name may be: one subject token, and
+// a valid JetStream bucket name part.
+var validName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// CheckName refuses a cluster or node name that cannot be a subject token.
+func CheckName(what, name string) error {
+	if !validName.MatchString(name) {
+		return fmt.Errorf("%s name %q: want 1 to 64 letters, digits, '-' or '_'", what, name)
+	}
+	return nil
+}
+
+// Subjects names the subjects of one cluster.
+type Subjects struct{ Cluster string }
+
+// RPC is where node receives requests.
+func (s Subjects) RPC(node string) string { return s.Cluster + ".node." + node + ".rpc" }
+
+// Cancel is where node receives the cancellation of a request.
+func (s Subjects) Cancel(node string) string { return s.Cluster + ".node." + node + ".cancel" }
+
+// Heartbeat is where node publishes its Status every HeartbeatInterval.
+func (s Subjects) Heartbeat(node string) string { return s.Cluster + ".hb." + node }
+
+// Heartbeats matches every node's heartbeat.
+func (s Subjects) Heartbeats() string { return s.Cluster + ".hb.*" }
+
+// Ping asks every node for its Status at once.
+func (s Subjects) Ping() string { return s.Cluster + ".ping" }
+
+// Bye tells every node a client has gone, so they release what it held.
+func (s Subjects) Bye() string { return s.Cluster + ".bye" }
+
+// IDBucket is the JetStream key-value bucket that shares out ID blocks.
+func (s Subjects) IDBucket() string { return s.Cluster + "_ids" }

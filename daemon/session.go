@@ -1,0 +1,58 @@
+package daemon
+
+import (
+	"context"
+
+	"github.com/subinterp/subinterp/protocol"
+)
+
+// Session serves one client whose requests reach the daemon some other way
+// than its sockets: a cluster node serves each of its cluster's clients
+// through one. It runs the same handlers as a socket connection, so a
+// request means the same on either path; the transport only carries
+// bodies and answers.
+type Session struct {
+	c  *conn
+	hs map[string]protocol.Handler
+}
+
+// NewSession starts a session for the client called name (in logs).
+// notify sends the client a notification (output, restart notices); a call
+// sends its output through it before it returns, so a transport that keeps
+// the order of notify and of the answer that follows keeps the output
+// ahead of the answer.
+func (s *Server) NewSession(name string, notify func(method string, params any) error) *Session {
+	c := &conn{s: s, id: s.nextConn.Add(1), refs: make(map[int64]int), ready: make(chan struct{}), notify: notify}
+	c.log = s.log.With("conn", c.id, "remote", name)
+	close(c.ready)
+	return &Session{c: c, hs: c.handlers()}
+}
+
+// Handle serves one request: method is one of protocol's Control methods,
+// body its msgpack params. The answer is what a socket connection would
+// encode with msgpack. Cancelling ctx cancels the request as a socket
+// client's cancel does.
+func (ss *Session) Handle(ctx context.Context, method string, body []byte) (any, error) {
+	h := ss.hs[method]
+	if h == nil {
+		return nil, protocol.Errorf(protocol.CodeProtocol, "unknown method %q", method)
+	}
+	return h(ctx, body)
+}
+
+// Close releases the queue references the session's client held, as a
+// socket connection's end does.
+func (ss *Session) Close() { ss.c.release() }
+
+// Interpreters is how many interpreters the daemon has alive: its load.
+func (s *Server) Interpreters() int { return s.sup.Count() }
+
+// CloseInterpreters closes every interpreter of the daemon, running or
+// not, and goes on serving: what a cluster node cut off from its cluster
+// does, so that nothing the cluster counts as lost runs on. It returns
+// how many it closed.
+func (s *Server) CloseInterpreters() int {
+	n := s.sup.CloseAll()
+	s.log.Warn("closed every interpreter", "count", n)
+	return n
+}
