@@ -1,0 +1,50 @@
+// Package cluster is what a client needs to drive a cluster of subinterp
+// daemons over NATS: the subjects, the node status, and Client, which
+// interpreters.Dial("nats://…") builds its runtime on. It imports nats.go
+// only; the daemon side, which embeds nats-server, is the node
+// subpackage, so a program that only uses interpreters never links a
+// NATS server. The supervisor and the worker know nothing of NATS.
+//
+// A cluster call, end to end (C is the cluster name, N the node, X the
+// client's inbox):
+//
+//	client process                     NATS                    node N (a daemon)
+//	──────────────                     ────                    ─────────────────
+//	Interpreter.CallContext
+//	 → Runtime → clusterBackend
+//	   (where does interpreter 7 live?
+//	    cached, else ask every node)
+//	 → remoteBackend of N (builds the
+//	   same params as for one daemon)
+//	 → Client.Request ── PUB C.node.N.rpc ──────────────────→ Node.serveRequest
+//	     headers: method, call, client                          → daemon.Session.Handle
+//	     reply: X                                                 (the daemon's own handlers)
+//	                                                            → supervisor.Call
+//	                                                            → protocol → worker → gopher-lua
+//	   answer(): one goroutine ←─ PUB X kind=note (output) ──── output, as the call prints
+//	   reads X in order        ←─ PUB X kind=ok|err, call ───── the answer, after its output
+//	 ← result, or *protocol.Error
+//
+//	ctx cancelled:            ── PUB C.node.N.cancel ─────────→ cancels that request's context
+//	every second:             ←─ PUB C.hb.N (Status) ───────── heartbeat with the node's load
+//	Connect / Close:          ── PUB C.ping / C.bye ──────────→ answer with Status / release
+//	                                                              the client's queue references
+//
+// A node not heard from for LostAfter is lost: its requests in flight and
+// every later request to its interpreters fail with protocol.CodeNodeLost
+// (interpreters.ErrNodeLost), and it leaves the node list. A node that
+// cannot confirm for FenceAfter that it is still in the cluster closes its
+// own interpreters (see the node package), so nothing the cluster counts
+// as lost runs on.
+//
+// Who may do what: anyone who can publish on C.node.N.rpc can create
+// interpreters on N and run any code in any of N's interpreters with the
+// daemon's privileges, read their output (by naming their own inbox) and
+// close them; anyone who can subscribe to C.> sees every request, answer
+// and output of the cluster. So NATS access is the whole of the access
+// control: give the cluster's subjects only to users you would let run
+// code as the daemons' user, and use TLS and credentials (token, user or
+// creds file) on every address other machines can reach — a node refuses
+// to join or listen otherwise. NATS accounts and subject permissions can
+// narrow who reaches which cluster (C.>) on a shared deployment.
+package cluster
