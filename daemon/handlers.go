@@ -30,6 +30,7 @@ func (c *conn) handlers() map[string]protocol.Handler {
 					Created:     int(p.CreateLimit),
 				},
 				Restart: c.restartPolicy(p.Restart),
+				Hosting: c.hosting(p),
 			})
 			if err != nil {
 				c.log.Warn("create failed", "error", err)

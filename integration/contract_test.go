@@ -73,6 +73,13 @@ func TestContractRemote(t *testing.T) {
 			c.fn(t, d.dial(t))
 		})
 	}
+	for _, c := range openContract {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			d := startDaemon(t, daemon.Config{})
+			c.fn(t, func(opts ...interpreters.Option) *interpreters.Runtime { return d.dial(t, opts...) })
+		})
+	}
 }
 
 // TestContractCluster runs the same contract on cluster runtimes: one

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"reflect"
 	"runtime"
 	"strings"
 
@@ -117,16 +118,30 @@ func (o *options) fail(err error) {
 }
 
 // hosting turns the options' functions and modules into the supervisor's,
-// each function wrapped to convert its values with rt's codec.
+// each function wrapped to convert its values with rt's codec. The
+// runtime's own functions are wrapped once, so every Create that adds none
+// of its own gives the backend the same map (a remote backend registers
+// them with the daemon once).
 func (rt *Runtime) hosting(o options) supervisor.Hosting {
 	h := supervisor.Hosting{Modules: o.modules, Confined: o.confined}
-	if len(o.funcs) > 0 {
-		h.Funcs = make(map[string]supervisor.HostFunc, len(o.funcs))
-		for name, fn := range o.funcs {
-			h.Funcs[name] = rt.hostFunc(name, fn)
-		}
+	if len(o.funcs) == 0 {
+		return h
 	}
+	if reflect.ValueOf(o.funcs).UnsafePointer() == reflect.ValueOf(rt.opts.funcs).UnsafePointer() {
+		rt.wrapOnce.Do(func() { rt.wrapped = rt.wrapFuncs(o.funcs) })
+		h.Funcs = rt.wrapped
+		return h
+	}
+	h.Funcs = rt.wrapFuncs(o.funcs)
 	return h
+}
+
+func (rt *Runtime) wrapFuncs(funcs map[string]HostFunc) map[string]supervisor.HostFunc {
+	w := make(map[string]supervisor.HostFunc, len(funcs))
+	for name, fn := range funcs {
+		w[name] = rt.hostFunc(name, fn)
+	}
+	return w
 }
 
 // hostFunc adapts fn to the supervisor: msgpack in and out, its error and

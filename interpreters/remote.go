@@ -153,7 +153,10 @@ func dialDaemon(ctx context.Context, addr string, o options) (*remoteBackend, er
 		out = hostStdout{}
 	}
 	rb := &remoteBackend{addr: addr, pid: res.Pid, defaultOut: out, outs: make(map[int64]io.Writer), restarts: make(map[int64]func(supervisor.RestartEvent))}
-	rb.peer = protocol.NewPeer(conn, protocol.PeerConfig{OnNotify: rb.notify})
+	rb.peer = protocol.NewPeer(conn, protocol.PeerConfig{
+		OnNotify: rb.notify,
+		Handlers: map[string]protocol.Handler{protocol.MethodHostCall: protocol.Handle(rb.host.serve)},
+	})
 	return rb, nil
 }
 
@@ -167,7 +170,8 @@ type remoteBackend struct {
 	// via, when set, carries each request instead of peer: a cluster
 	// node's requests go through the cluster client, which cancels them
 	// and bounds the wait itself.
-	via func(ctx context.Context, method string, params any) ([]byte, error)
+	via  func(ctx context.Context, method string, params any) ([]byte, error)
+	host remoteHost
 
 	mu       sync.Mutex
 	outs     map[int64]io.Writer                     // the writers of interpreters this runtime created with their own
@@ -329,6 +333,9 @@ func (r *remoteBackend) Create(ctx context.Context, opts supervisor.CreateOption
 		CallTimeoutNs: int64(opts.Limits.CallTimeout),
 		OutputLimit:   opts.Limits.OutputBytes,
 		CreateLimit:   int64(opts.Limits.Created),
+		HostFuncs:     r.host.refs(opts.Hosting.Funcs),
+		Modules:       opts.Hosting.Modules,
+		Confined:      opts.Hosting.Confined,
 	}
 	if rp := opts.Restart; rp != nil {
 		p.Restart = &protocol.RestartParams{

@@ -46,6 +46,9 @@ type Runtime struct {
 	codec *protocol.Codec
 	main  *Interpreter
 
+	wrapOnce sync.Once
+	wrapped  map[string]supervisor.HostFunc // the runtime's own host functions, as the backend takes them
+
 	mu      sync.Mutex
 	interps map[int64]*Interpreter
 	queues  map[int64]weak.Pointer[Queue]

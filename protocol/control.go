@@ -85,6 +85,13 @@ type CreateParams struct {
 	CPUTotalNs int64
 	// CreateLimit caps the interpreters its Lua code may create.
 	CreateLimit int64
+	// HostFuncs are the client's host functions the interpreter's scripts
+	// may call; Modules the sources of its host modules, by name.
+	HostFuncs []HostFuncRef
+	Modules   map[string]string
+	// Confined walls the interpreter's scripts in (see
+	// interpreters.WithConfined).
+	Confined bool
 }
 
 // RestartParams is a restart policy on the wire. With Notify the daemon

@@ -16,13 +16,26 @@ const (
 const CodeHostError Code = "host_error"
 
 // HostCallParams calls the host function Name with Args, a msgpack array
-// of fallback-tier values. From a daemon to a client, Interp names the
-// interpreter whose script made the call.
+// of fallback-tier values. From a daemon to a client, Ref is the client's
+// reference to the function, as its HostFuncRef gave it; from a worker it
+// is 0.
 type HostCallParams struct {
 	_msgpack struct{} `msgpack:",as_array"`
 	Name     string
 	Args     msgpack.RawMessage
-	Interp   int64
+	Ref      int64
+	// TimeoutNs is what is left of the call's deadline, for a client to
+	// give the function's context the same deadline; 0 means none.
+	TimeoutNs int64
+}
+
+// HostFuncRef is a host function a client gives the interpreter it
+// creates: the daemon calls it back by Ref (MethodHostCall) over the
+// client's control session, and the function runs in the client.
+type HostFuncRef struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Name     string
+	Ref      int64
 }
 
 // NameParams names a host module.
