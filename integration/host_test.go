@@ -37,7 +37,9 @@ func TestHostFuncClientGone(t *testing.T) {
 	wantEqual(t, "the giver's function called from another client's call",
 		mustCall(t, same, `function() return require("host").here() end`), "from the giver")
 
-	call := start(func() (any, error) { return same.Call(`function() return (` + catchHost + `)(require("host").stuck) end`) })
+	call := start(func() (any, error) {
+		return same.Call(`function() return (` + catchHost + `)(require("host").stuck) end`)
+	})
 	select {
 	case <-entered:
 	case <-time.After(bounded):
