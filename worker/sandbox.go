@@ -143,13 +143,8 @@ func (vm *VM) installSandbox() {
 func (vm *VM) installStdlib() {
 	L := vm.l
 	G := L.G.Global
-	io := tableField(G, lua.IoLibName)
-	io.RawSetString("write", L.NewFunction(vm.ioWrite))
-	stdout := L.NewTable()
-	stdout.RawSetString("write", L.NewFunction(vm.fileWrite))
-	stdout.RawSetString("flush", L.NewFunction(returnSelf))
-	stdout.RawSetString("setvbuf", L.NewFunction(returnSelf))
-	io.RawSetString("stdout", stdout)
+	vm.installStdio()
+	tableField(G, lua.DebugLibName).RawSetString("traceback", L.NewFunction(vm.debugTraceback))
 
 	os := tableField(G, lua.OsLibName)
 	os.RawSetString("clock", L.NewFunction(osClock))

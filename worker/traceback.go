@@ -133,3 +133,60 @@ func describeFrame(L *lua.LState, f stackFrame, outermost bool, name string) str
 	}
 	return where + "function '" + name + "'"
 }
+
+// debugTraceback replaces debug.traceback for trusted scripts: gopher-lua's
+// own rendering and levels, without the frames that are the worker's (the
+// error function of every protected call, the entry a Call runs its target
+// from), which plain gopher-lua does not have. So a level counts the same
+// frames as there: debug.traceback("msg", 10) in an xpcall handler shows
+// what it shows under plain gopher-lua.
+func (vm *VM) debugTraceback(L *lua.LState) int {
+	msg := ""
+	level := L.OptInt(2, 1)
+	ls := L
+	if L.GetTop() > 0 {
+		switch v := L.Get(1).(type) {
+		case lua.LString:
+			msg = string(v)
+		case *lua.LState:
+			ls = v
+		}
+	}
+	var lines []string
+	for _, f := range stackFrames(ls) {
+		if f.fn == nil || f.fn == vm.errfunc || f.fn == vm.entry {
+			continue
+		}
+		if _, err := ls.GetInfo("nSl", f.d, lua.LNil); err != nil {
+			continue
+		}
+		where := "[G]:"
+		if !f.fn.IsG {
+			where = f.d.Source + ":" + strconv.Itoa(f.d.CurrentLine) + ":"
+		}
+		name := f.d.Name
+		switch {
+		case f.d.What == "main":
+		case name != "" && name[0] != '(' && name[0] != '<':
+			name = "function '" + name + "'"
+		default:
+			name = "function " + name
+		}
+		lines = append(lines, "\t"+where+" in "+name)
+		for range f.tailCalls {
+			lines = append(lines, "\t(tailcall): ?")
+		}
+	}
+	lines = append(lines, "\t[G]: ?")
+	lines = lines[max(0, min(level, len(lines))):]
+	if len(lines) > 20 {
+		lines = append(append(lines[:7:7], "\t..."), lines[len(lines)-7:]...)
+	}
+	tb := "stack traceback:\n" + strings.Join(lines, "\n")
+	tb = strings.TrimSpace(tb)
+	if msg != "" {
+		tb = msg + "\n" + tb
+	}
+	L.Push(lua.LString(tb))
+	return 1
+}

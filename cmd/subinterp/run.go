@@ -38,7 +38,7 @@ code 130); a second Ctrl-C ends subinterp at once.`,
 				return &exitError{code: exitUsage, err: err}
 			}
 			opts := append(interp.options(), interpreters.WithStdout(cmd.OutOrStdout()))
-			return runScript(ctx, src, cmd.ErrOrStderr(), opts)
+			return runScript(ctx, chunkName(args[0]), src, cmd.ErrOrStderr(), opts)
 		},
 	}
 	f := cmd.Flags()
@@ -72,17 +72,26 @@ func readScript(ctx context.Context, path string, stdin io.Reader) (string, erro
 	return string(b), nil
 }
 
-// runScript runs src in a fresh interpreter of its own runtime until ctx
-// ends, which interrupts the script; the runtime kills a worker that does
-// not stop.
-func runScript(ctx context.Context, src string, stderr io.Writer, opts []interpreters.Option) error {
+// chunkName is what errors and tracebacks call the script at path, as lua
+// calls it: the path as given, "stdin" for "-".
+func chunkName(path string) string {
+	if path == "-" {
+		return "stdin"
+	}
+	return path
+}
+
+// runScript runs src, named name, in a fresh interpreter of its own
+// runtime until ctx ends, which interrupts the script; the runtime kills a
+// worker that does not stop.
+func runScript(ctx context.Context, name, src string, stderr io.Writer, opts []interpreters.Option) error {
 	rt := interpreters.New()
 	defer rt.Close()
 	interp, err := rt.CreateContext(ctx, opts...)
 	if err != nil {
 		return err
 	}
-	err = interp.ExecContext(ctx, src)
+	err = interp.ExecNamed(ctx, name, src)
 	var ef *interpreters.ExecutionFailed
 	if !errors.As(err, &ef) {
 		return err
