@@ -73,7 +73,7 @@ SIGINT, 143 by SIGTERM; run exits with the status a script gives os.exit.`,
 	root.SetErr(stderr)
 	g.addDebugFlag(root)
 	root.AddCommand(newRunCommand(g), newVersionCommand(), newServeCommand(g),
-		newCreateCommand(g), newLsCommand(g), newExecCommand(g), newCallCommand(g),
+		newCreateCommand(g), newLsCommand(g), newNodesCommand(g), newExecCommand(g), newCallCommand(g),
 		newCloseCommand(g), newQueueCommand(g), newReplCommand(g))
 	return root
 }

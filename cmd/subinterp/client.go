@@ -36,6 +36,8 @@ type clientFlags struct {
 	socket    string
 	tokenFile string
 	tlsCA     string
+	cluster   string
+	creds     string
 	timeout   time.Duration
 	debug     bool
 
@@ -54,10 +56,14 @@ func (g *clientFlags) addDebugFlag(root *cobra.Command) {
 // addControlFlags registers what a control command needs to reach the
 // daemon: --socket, --token-file, --tls-ca and --timeout.
 func (g *clientFlags) addControlFlags(f *pflag.FlagSet) {
-	g.addSocketFlag(f, "the daemon's address: a Unix socket path, unix://PATH or tcp://HOST:PORT\n(default per user: $XDG_RUNTIME_DIR/subinterp.sock, else /tmp/subinterp-$UID/subinterp.sock)")
-	g.addTokenFileFlag(f, "file holding the token to present to a daemon on tcp://")
-	f.StringVar(&g.tlsCA, "tls-ca", "", "PEM file of the CA that signed the daemon's certificate, for tcp:// addresses (default: system roots)")
+	g.addSocketFlag(f, "the daemon's address: a Unix socket path, unix://PATH or tcp://HOST:PORT, or a cluster's nats://HOST:PORT\n(default per user: $XDG_RUNTIME_DIR/subinterp.sock, else /tmp/subinterp-$UID/subinterp.sock)")
+	g.addTokenFileFlag(f, "file holding the token to present to a daemon on tcp://, or to a cluster's NATS")
+	f.StringVar(&g.tlsCA, "tls-ca", "", "PEM file of the CA that signed the daemon's certificate, for tcp:// addresses, or the NATS servers' (default: system roots)")
 	bindEnv(f, "tls-ca")
+	f.StringVar(&g.cluster, "cluster", "subinterp", "the cluster's name, with a nats:// address")
+	bindEnv(f, "cluster")
+	f.StringVar(&g.creds, "creds", "", "NATS credentials file to present to a cluster, with a nats:// address")
+	bindEnv(f, "creds")
 	g.addTimeoutFlag(f)
 }
 
@@ -168,6 +174,12 @@ func (g *clientFlags) connectCatching(cmd *cobra.Command, sigs ...os.Signal) (ct
 				return nil, nil, nil, &exitError{code: exitUsage, err: fmt.Errorf("--tls-ca %s holds no PEM certificate", g.tlsCA)}
 			}
 			opts = append(opts, interpreters.WithTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
+		}
+	}
+	if network == "nats" {
+		opts = append(opts, interpreters.WithCluster(g.cluster))
+		if g.creds != "" {
+			opts = append(opts, interpreters.WithCredentials(g.creds))
 		}
 	}
 	rt, err = dial(ctx, addr, opts)

@@ -22,6 +22,7 @@ type lsEntry struct {
 	Calls      int64     `json:"calls"`
 	RSSBytes   int64     `json:"rss_bytes"`
 	CPUSecs    float64   `json:"cpu_seconds"`
+	Node       string    `json:"node,omitempty"`
 }
 
 func newLsCommand(g *clientFlags) *cobra.Command {
@@ -32,7 +33,9 @@ func newLsCommand(g *clientFlags) *cobra.Command {
 		Short:   "List the daemon's interpreters",
 		Long: `List the daemon's live interpreters, oldest first: ID, whence, worker pid,
 state (running while a call is in progress, else idle), uptime, calls made,
-and the worker's resident memory and CPU time. --json prints a JSON array.`,
+and the worker's resident memory and CPU time; on a cluster (--socket
+nats://HOST:PORT), every node's, with the node first. --json prints a JSON
+array.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, rt, done, err := g.connect(cmd)
@@ -54,6 +57,7 @@ and the worker's resident memory and CPU time. --json prints a JSON array.`,
 				entries[i] = lsEntry{
 					ID: in.ID, Whence: interpreters.WhenceStdlib, Pid: in.Pid, State: state, Created: in.Created,
 					UptimeSecs: now.Sub(in.Created).Seconds(), Calls: in.Calls, RSSBytes: in.RSSBytes, CPUSecs: in.CPUTime.Seconds(),
+					Node: in.Node,
 				}
 			}
 			out := cmd.OutOrStdout()
@@ -63,8 +67,16 @@ and the worker's resident memory and CPU time. --json prints a JSON array.`,
 				return enc.Encode(entries)
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			// A cluster's listing says where each interpreter lives.
+			cluster := isCluster(g.socket)
+			if cluster {
+				fmt.Fprint(tw, "NODE\t")
+			}
 			fmt.Fprintln(tw, "ID\tWHENCE\tPID\tSTATE\tUPTIME\tCALLS\tRSS\tCPU")
 			for _, e := range entries {
+				if cluster {
+					fmt.Fprintf(tw, "%s\t", e.Node)
+				}
 				fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%d\t%s\t%s\n", e.ID, e.Whence, e.Pid, e.State,
 					now.Sub(e.Created).Round(time.Second), e.Calls, humanBytes(e.RSSBytes), time.Duration(e.CPUSecs*float64(time.Second)).Round(time.Millisecond))
 			}

@@ -1,0 +1,143 @@
+package integration
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/subinterp/subinterp/cluster/node"
+	"github.com/subinterp/subinterp/interpreters"
+)
+
+// TestClusterJoined: three daemons on loopback, one embedding NATS and two
+// joining it, are one runtime: placement, routing, IDs and listings span
+// the nodes.
+func TestClusterJoined(t *testing.T) {
+	t.Parallel()
+	name := newClusterName()
+	a := startNode(t, node.Config{Name: "a", Cluster: name, Embed: "127.0.0.1:-1"})
+	url := a.node.ClientURL()
+	startNode(t, node.Config{Name: "b", Cluster: name, URL: url})
+	startNode(t, node.Config{Name: "c", Cluster: name, URL: url})
+	rt := dialCluster(t, url, []string{"a", "b", "c"}, interpreters.WithCluster(name))
+	checkSpansNodes(t, rt, url, name, []string{"a", "b", "c"})
+}
+
+// TestClusterRouted: three daemons whose embedded NATS servers route to
+// one another form one cluster; a client connected to any one server
+// reaches the interpreters of every node.
+func TestClusterRouted(t *testing.T) {
+	t.Parallel()
+	name := newClusterName()
+	names := []string{"a", "b", "c"}
+	ports := []int{freePort(t), freePort(t), freePort(t)}
+	var routes []string
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
+	}
+	var nodes []*testNode
+	for i, n := range names {
+		nodes = append(nodes, startNode(t, node.Config{
+			Name: n, Cluster: name, Embed: "127.0.0.1:-1",
+			RouteListen: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: routes,
+		}))
+	}
+	// Through the server embedded in c: requests to a and b cross routes.
+	url := nodes[2].node.ClientURL()
+	rt := dialCluster(t, url, names, interpreters.WithCluster(name))
+	checkSpansNodes(t, rt, url, name, names)
+}
+
+// checkSpansNodes is what both three-node clusters must show.
+func checkSpansNodes(t *testing.T, rt *interpreters.Runtime, url, cluster string, names []string) {
+	t.Helper()
+	// Least-loaded placement spreads a burst over every node.
+	perNode := map[string][]*interpreters.Interpreter{}
+	seen := map[int64]bool{}
+	var all []*interpreters.Interpreter
+	for range 2 * len(names) {
+		it := create(t, rt)
+		if seen[it.ID()] || it.ID() <= 0 || it.ID() > 1<<53-1 {
+			t.Fatalf("ID %d: repeated or out of range", it.ID())
+		}
+		seen[it.ID()] = true
+		perNode[it.Node()] = append(perNode[it.Node()], it)
+		all = append(all, it)
+	}
+	for _, n := range names {
+		if len(perNode[n]) != 2 {
+			t.Errorf("node %s got %d of %d interpreters; want 2 each: %v", n, len(perNode[n]), 2*len(names), perNode)
+		}
+	}
+	// Every method reaches the interpreter's node.
+	for _, it := range all {
+		if err := it.Exec(fmt.Sprintf("x = %d", it.ID())); err != nil {
+			t.Fatalf("Exec in %v on %s: %v", it, it.Node(), err)
+		}
+		wantEqual(t, "x in "+it.String(), mustCall(t, it, "function() return x end"), it.ID())
+	}
+	infos, err := rt.Nodes(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range infos {
+		if in.Pid <= 0 {
+			t.Errorf("node %s: pid %d", in.Name, in.Pid)
+		}
+	}
+
+	// WithNode places; an unknown node is an invalid argument.
+	onB := create(t, rt, interpreters.WithNode(names[1]))
+	wantEqual(t, "Node of an interpreter created WithNode", onB.Node(), names[1])
+	_, err = rt.Create(interpreters.WithNode("nowhere"))
+	wantErr(t, "WithNode of an unknown node", err, interpreters.ErrInvalidArgument)
+
+	// The same placement key, the same node.
+	k1 := create(t, rt, interpreters.WithPlacementKey("tenant-42"))
+	k2 := create(t, rt, interpreters.WithPlacementKey("tenant-42"))
+	wantEqual(t, "node of the second interpreter of one key", k2.Node(), k1.Node())
+
+	// Interpreters a script creates get cluster-wide IDs too.
+	child := mustCall(t, onB, `function() return require("interpreters").create().id end`).(int64)
+	if seen[child] || child == onB.ID() || child == k1.ID() || child == k2.ID() {
+		t.Errorf("the Lua-made interpreter got ID %d, already given", child)
+	}
+
+	// Another client sees the same runtime: ListAll across nodes, Lookup
+	// finds each on its node.
+	other := dialCluster(t, url, names, interpreters.WithCluster(cluster))
+	listed := listAll(t, other)
+	ids := map[int64]string{}
+	for _, it := range listed[1:] {
+		ids[it.ID()] = it.Node()
+	}
+	for _, it := range append(all, onB, k1, k2) {
+		if ids[it.ID()] != it.Node() {
+			t.Errorf("%v: the other client lists it on %q, want %q", it, ids[it.ID()], it.Node())
+		}
+	}
+	if ids[child] != names[1] {
+		t.Errorf("the Lua-made interpreter %d is listed on %q, want %s", child, ids[child], names[1])
+	}
+	got, err := other.Lookup(all[0].ID())
+	if err != nil {
+		t.Fatalf("Lookup from the other client: %v", err)
+	}
+	wantEqual(t, "its node", got.Node(), all[0].Node())
+	wantEqual(t, "a call through the other client", mustCall(t, got, "function() return x end"), all[0].ID())
+
+	// Close on any node; the ID is then unknown everywhere.
+	if err := got.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = rt.Lookup(all[0].ID())
+	wantErr(t, "Lookup of the closed interpreter", err, interpreters.ErrInterpreterNotFound)
+	if errors.Is(err, interpreters.ErrNodeLost) {
+		t.Errorf("a closed interpreter is not on a lost node: %v", err)
+	}
+	if !strings.Contains(fmt.Sprint(listed[0]), "Interpreter(0)") {
+		t.Errorf("ListAll starts with %v, want main", listed[0])
+	}
+}
