@@ -37,8 +37,8 @@ fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-30s} ./protocol/ || exit 1; \
 	done
 
-bench: ## the report table (subinterp beside its baselines, one run), then the go test benchmarks
-	$(GO) test -run '^$$' -bench '^BenchmarkReport$$' -benchtime 1x -timeout 30m $(BENCHPKG) 2>/dev/null
+bench: ## the report table (subinterp beside its baselines, one run) and its plots in docs/bench, then the go test benchmarks
+	SUBINTERP_BENCH_PLOTS=$(CURDIR)/docs/bench $(GO) test -run '^$$' -bench '^BenchmarkReport$$' -benchtime 1x -timeout 30m $(BENCHPKG) 2>/dev/null
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout 60m ./worker/
 	$(GO) test -run '^$$' -bench '^Benchmark(RoundTrip|Busy8|Launch|CrashReport|Queue)' -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout 60m $(BENCHPKG) 2>/dev/null
 

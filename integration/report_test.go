@@ -20,6 +20,10 @@ import (
 // a noisy machine slows them alike and the ratios hold. Run it once:
 //
 //	go test -run '^$' -bench '^BenchmarkReport$' -benchtime 1x ./integration/
+//
+// With SUBINTERP_BENCH_PLOTS set to a directory, it also draws the latency
+// distributions of Call and of the queue hand-off, beside their baselines,
+// as PNG files there (make bench: docs/bench).
 func BenchmarkReport(b *testing.B) {
 	rounds := envInt("SUBINTERP_BENCH_ROUNDS", 5)
 	calls := envInt("SUBINTERP_BENCH_CALLS", 2000)
@@ -82,6 +86,7 @@ func BenchmarkReport(b *testing.B) {
 	}
 	p50 := make(map[string][]time.Duration)
 	p99 := make(map[string][]time.Duration)
+	all := make(map[string][]time.Duration) // every latency, for the plots
 	for r := 0; r < rounds; r++ {
 		for _, v := range variants {
 			lat := make([]time.Duration, 0, v.n)
@@ -99,6 +104,7 @@ func BenchmarkReport(b *testing.B) {
 				_ = it.Close()
 			}
 			created = created[:0]
+			all[v.name] = append(all[v.name], lat...)
 			sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 			p50[v.name] = append(p50[v.name], lat[len(lat)/2])
 			p99[v.name] = append(p99[v.name], lat[len(lat)*99/100])
@@ -125,6 +131,13 @@ func BenchmarkReport(b *testing.B) {
 	fmt.Fprintf(&out, "| 8 busy: calls/s ours ÷ floor with a server process per caller | %.0f ÷ %.0f = %.2f | (explains the row above) |\n", oursTput, spreadTput, oursTput/spreadTput)
 	if mem, n := privateMemory(b, rt, 10); n > 0 {
 		fmt.Fprintf(&out, "| private memory per idle interpreter | %.2f MiB (n=%d) | ≤ 3 MiB |\n", mem/(1<<20), n)
+	}
+	if dir := os.Getenv("SUBINTERP_BENCH_PLOTS"); dir != "" {
+		files, err := writeReportPlots(dir, all, rounds)
+		if err != nil {
+			b.Fatalf("plots: %v", err)
+		}
+		fmt.Fprintf(&out, "\nplots: %s\n", strings.Join(files, ", "))
 	}
 	fmt.Print(out.String())
 }
