@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"html"
 	"io"
 	"net/http"
 	"os"
@@ -185,4 +186,45 @@ func TestStatusPageSettings(t *testing.T) {
 	if !strings.Contains(sections["interpreters"], `id="interp-`+strconv.FormatInt(it.ID(), 10)+`"`) {
 		t.Errorf("the first event does not list interpreter %d: %v", it.ID(), sections["interpreters"])
 	}
+}
+
+// TestStatusPageExits: a worker that dies over its memory limit is listed
+// among the recent exits with its cause and its stderr, and the
+// interpreter as ended.
+func TestStatusPageExits(t *testing.T) {
+	d := startDaemon(t, daemon.Config{HTTPAddr: "127.0.0.1:0"})
+	it := create(t, d.dial(t), interpreters.WithMemoryLimit(64<<20))
+	pid, err := it.Pid()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wee *interpreters.WorkerExitError
+	if err := it.Exec(isoJoinBomb); !errors.As(err, &wee) {
+		t.Fatalf("the memory bomb: %v, want a *WorkerExitError", err)
+	}
+
+	res, err := statusClient.Get("http://" + d.HTTPAddr().String() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	row := regexp.MustCompile(`(?s)<tr data-interp="` + strconv.FormatInt(it.ID(), 10) + `" data-pid="` + strconv.Itoa(pid) + `">.*?</tr>`).Find(page)
+	if row == nil {
+		t.Fatalf("no exit of interpreter %d (pid %d) on the page:\n%s", it.ID(), pid, page)
+	}
+	for _, want := range []string{"memory_limit", "<details", "then-ended"} {
+		if !strings.Contains(string(row), want) {
+			t.Errorf("the exit's row lacks %q:\n%s", want, row)
+		}
+	}
+	if !strings.Contains(html.UnescapeString(string(row)), strings.TrimSpace(lastLine(wee.StderrTail))) {
+		t.Errorf("the exit's row does not show the worker's stderr (%q):\n%s", lastLine(wee.StderrTail), row)
+	}
+}
+
+// lastLine is the last line of s that is not blank.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
 }
