@@ -215,6 +215,19 @@ func TestLimitsMemoryShortCalls(t *testing.T) {
 	wantEqual(t, "a call after letting go", mustCall(t, it, "function() return 1 end"), int64(1))
 }
 
+// TestLimitsMemoryRefused: an operation refused because its result alone
+// would pass the memory limit is the MemoryError matching ErrMemoryLimit
+// (contract, Limits), and the interpreter goes on.
+func TestLimitsMemoryRefused(t *testing.T) {
+	t.Parallel()
+	rt := newRuntime(t)
+	it := create(t, rt, interpreters.WithMemoryLimit(64<<20))
+	err := it.Exec(`local s = string.rep("x", 2^31)`)
+	wantErr(t, `string.rep("x", 2^31) under a 64 MiB limit`, err, interpreters.ErrMemoryLimit)
+	wantEqual(t, "its type", execFailed(t, "the refused string.rep", err).Type, "MemoryError")
+	wantEqual(t, "a call after the refusal", mustCall(t, it, "function() return #string.rep('x', 10) end"), int64(10))
+}
+
 // TestLimitsMemoryHard: an allocation no interrupt can stop grows the worker
 // to the kernel's limit; the call fails with a *WorkerExitError matching
 // ErrMemoryLimit and the interpreter is gone.

@@ -102,7 +102,7 @@ func (vm *VM) install() {
 	m.RawSetString("randomseed", L.NewFunction(vm.mathRandomSeed))
 
 	s := tableField(G, lua.StringLibName)
-	s.RawSetString("rep", L.NewFunction(strRep))
+	s.RawSetString("rep", L.NewFunction(vm.strRep))
 	s.RawSetString("byte", L.NewFunction(capResults(gfunc(s, "byte"), strByteCount, "string slice too long")))
 	G.RawSetString("unpack", L.NewFunction(capResults(gfunc(G, "unpack"), unpackCount, "too many results to unpack")))
 	tableField(G, lua.TabLibName).RawSetString("concat", L.NewFunction(tableConcat))
@@ -366,21 +366,6 @@ func (vm *VM) mathRandomSeed(L *lua.LState) int {
 	}
 	vm.rng = rand.New(rand.NewSource(seed))
 	return 0
-}
-
-// strRep is string.rep with a cap on the result.
-func strRep(L *lua.LState) int {
-	s := L.CheckString(1)
-	n := math.Trunc(float64(L.CheckNumber(2)))
-	if n <= 0 || s == "" {
-		L.Push(lua.LString(""))
-		return 1
-	}
-	if n*float64(len(s)) > maxRepResult {
-		L.RaiseError("string.rep: the result would be %.0f bytes, more than the limit of %d", n*float64(len(s)), maxRepResult)
-	}
-	L.Push(lua.LString(strings.Repeat(s, int(n))))
-	return 1
 }
 
 // capResults wraps a builtin that pushes count(L) values so that it

@@ -46,6 +46,11 @@ type VMConfig struct {
 	// ChunkName names Exec's chunks in messages and tracebacks; default
 	// "<string>".
 	ChunkName string
+	// MemoryLimit is the interpreter's memory limit in bytes (0: none). An
+	// operation whose result alone would pass it (string.rep) is refused
+	// with a MemoryError that, uncaught, fails the call as the memory
+	// limit does.
+	MemoryLimit int64
 }
 
 // VM is one gopher-lua state with its sandbox, the fixes gopher-lua needs
@@ -69,6 +74,7 @@ type VM struct {
 
 	pstack  []pframe       // protected calls in progress
 	threads []*lua.LState  // idle threads for protected calls on the portable route (portable.go)
+	refused *lua.LTable    // the MemoryError of the latest operation refused for the memory limit
 	liveUV  []*lua.Upvalue // upvalues of frames outside them (see protect)
 	protos  *protoCache
 
@@ -342,6 +348,8 @@ func (vm *VM) run(ctx context.Context, nargs, nret int) error {
 	})
 	dropStaleFrames(L)
 	vm.dropThreads()
+	refused := vm.refused
+	vm.refused = nil
 	outErr := vm.outErr
 	vm.outErr = nil
 	soft := vm.softErr
@@ -359,7 +367,11 @@ func (vm *VM) run(ctx context.Context, nargs, nret int) error {
 			// gopher-lua's own traceback is the next best thing.
 			tb = ae.StackTrace
 		}
-		return vm.executionFailed(errorObject(err), tb)
+		e := vm.executionFailed(errorObject(err), tb)
+		if refused != nil && errorObject(err) == lua.LValue(refused) {
+			e.Cause = protocol.CodeMemoryLimit // an operation refused for the memory limit
+		}
+		return e
 	}
 	return nil
 }

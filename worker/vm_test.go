@@ -426,6 +426,29 @@ func TestRandomIsPerVMAndSeedable(t *testing.T) {
 	}
 }
 
+// TestStringRepOverMemoryLimit: under a memory limit, a string.rep whose
+// result alone would pass it is refused with a MemoryError that pcall
+// catches as the soft limit's, and that, uncaught, fails the call with the
+// memory limit as its cause; a MemoryError a script raises itself is not
+// one.
+func TestStringRepOverMemoryLimit(t *testing.T) {
+	vm, _ := newVM(t, VMConfig{MemoryLimit: 64 << 20})
+	pe := execFails(t, vm, `string.rep("x", 2^31)`)
+	if pe.Type != "MemoryError" || pe.Cause != protocol.CodeMemoryLimit || !strings.Contains(pe.Msg, "memory limit") {
+		t.Fatalf(`string.rep("x", 2^31) under 64 MiB: %+v, want a MemoryError caused by the memory limit`, pe)
+	}
+	wantResults(t, eval(t, vm, `(function() local ok, e = pcall(string.rep, "x", 2^31) return ok, e.type end)()`), false, "MemoryError")
+	pe = execFails(t, vm, `local ok, e = pcall(string.rep, "x", 2^31) error(e)`)
+	if pe.Cause != protocol.CodeMemoryLimit {
+		t.Fatalf("the refusal raised again: %+v, want the memory limit as its cause", pe)
+	}
+	pe = execFails(t, vm, `error({type = "MemoryError", msg = "made up"})`)
+	if pe.Type != "MemoryError" || pe.Cause == protocol.CodeMemoryLimit {
+		t.Fatalf("a MemoryError the script raised: %+v, want no memory-limit cause", pe)
+	}
+	wantResults(t, eval(t, vm, `#string.rep("x", 1e6)`), int64(1000000))
+}
+
 func TestStringRepCap(t *testing.T) {
 	vm, _ := newVM(t, VMConfig{})
 	wantResults(t, eval(t, vm, `("ab"):rep(3), string.rep("x", 0), string.rep("x", -1), #string.rep("x", 1e6)`),

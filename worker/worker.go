@@ -87,10 +87,11 @@ func (w *worker) newVM(stdlib bool) {
 	w.stdlib = stdlib
 	m := newLuaModule(w)
 	w.vm = NewVM(VMConfig{
-		Stdlib:  stdlib,
-		Output:  w.write,
-		Codec:   m.codec(),
-		Modules: map[string]lua.LGFunction{"interpreters": m.open, "host": m.openHost, "json": openJSON},
+		Stdlib:      stdlib,
+		Output:      w.write,
+		Codec:       m.codec(),
+		Modules:     map[string]lua.LGFunction{"interpreters": m.open, "host": m.openHost, "json": openJSON},
+		MemoryLimit: w.cfg.MemoryLimit,
 	})
 	m.init(w.vm.L())
 	w.mod = m
