@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,6 +31,7 @@ var openContract = []struct {
 	{"HostModules", contractHostModules},
 	{"JSON", contractJSON},
 	{"ExecNamed", contractExecNamed},
+	{"Confined", contractConfined},
 }
 
 // catchHost calls f with the arguments after it and returns what pcall
@@ -350,4 +352,131 @@ func contractExecNamed(t *testing.T, open func(...interpreters.Option) *interpre
 		t.Errorf("syntax error: %s %q, want a SyntaxError at bad.lua:1", ef.Type, ef.Msg)
 	}
 	wantUnrecognized(t, "ExecNamed in main", rt.GetMain().ExecNamed(t.Context(), "x.lua", "x = 1"))
+}
+
+// contractConfined: a confined script reaches main, itself, what it
+// created and the queues it made or was handed, and nothing else, however
+// it tries; so do the interpreters it creates.
+func contractConfined(t *testing.T, open func(...interpreters.Option) *interpreters.Runtime) {
+	rt := open()
+	outside := create(t, rt)
+	other := create(t, rt, interpreters.WithConfined())
+	hostQ := newQueue(t, rt)  // never handed to the tenant
+	otherQ := newQueue(t, rt) // handed to the other tenant only
+	mustCall(t, other, `function(q) kept = q end`, otherQ)
+	handed, byItem, byArg := newQueue(t, rt), newQueue(t, rt), newQueue(t, rt)
+	if err := handed.Put(byItem); err != nil {
+		t.Fatal(err)
+	}
+	tenant := create(t, rt, interpreters.WithConfined())
+	if err := tenant.PrepareMain(map[string]any{"hq": handed}); err != nil {
+		t.Fatal(err)
+	}
+	maxID := outside.ID() + 100
+
+	got := mustCall(t, tenant, `function(argq, outside, other, hostq, otherq, maxid)
+		local I = require("interpreters")
+		local r = {}
+		local function try(name, f, ...)
+			local ok, e = pcall(f, ...)
+			-- an error raised in the child arrives as its ExecutionFailed
+			r[name] = ok and "ok" or (type(e) == "table" and (e.excinfo and e.excinfo.type or e.type) or tostring(e))
+		end
+		local child = I.create()
+		local grandchild = child:call([[function() g = require("interpreters").create() return g.id end]])
+		local item = hq:get()
+		local own = I.create_queue()
+
+		local seen = {}
+		for _, h in ipairs(I.list_all()) do seen[#seen + 1] = h.id end
+		r.list_all = table.concat(seen, ",")
+		local found = {}
+		for id = 0, maxid do
+			if pcall(I.Interpreter, id) then found[#found + 1] = id end
+		end
+		r.interpreters = table.concat(found, ",")
+		local queues = {}
+		for id = 0, maxid do
+			if pcall(I.Queue, id) then queues[#queues + 1] = id end
+		end
+		r.queues = table.concat(queues, ",")
+
+		try("Interpreter(outside)", I.Interpreter, outside)
+		try("Interpreter(other tenant)", I.Interpreter, other)
+		try("Queue(host's)", I.Queue, hostq)
+		try("Queue(other tenant's)", I.Queue, otherq)
+		try("child reaching outside", function()
+			return child:call([[function(id)
+				local ok, e = pcall(require("interpreters").Interpreter, id)
+				if not ok then error(e) end
+			end]], outside)
+		end)
+		r["child's list_all"] = child:call([[function()
+			local ids = {}
+			for _, h in ipairs(require("interpreters").list_all()) do ids[#ids + 1] = h.id end
+			return table.concat(ids, ",")
+		end]])
+		r["child's Queue(host's)"] = child:call([[function(id)
+			local ok, e = pcall(require("interpreters").Queue, id)
+			return ok and "ok" or e.type
+		end]], hostq)
+		try("Interpreter(main)", function() assert(I.Interpreter(0) == I.get_main()) end)
+		try("grandchild", function() I.Interpreter(grandchild):exec("x = 1") end)
+		try("queue by PrepareMain", function() hq:put_nowait(1) assert(hq:get_nowait() == 1) end)
+		try("queue in an item", function() I.Queue(item.id):put_nowait(2) end)
+		try("queue by a Call argument", function() I.Queue(argq.id):put_nowait(3) end)
+		try("own queue to the child", function() child:call("function(q) q:put(4) end", own) assert(own:get_nowait() == 4) end)
+		r.ids = table.concat({child.id, grandchild, hq.id, item.id, argq.id, own.id}, ",")
+		return r
+	end`, byArg, outside.ID(), other.ID(), hostQ.ID(), otherQ.ID(), maxID)
+	m, ok := got.(map[string]any)
+	if !ok {
+		t.Fatalf("the confined script returned %#v", got)
+	}
+	var ids []int64
+	for _, s := range strings.Split(m["ids"].(string), ",") {
+		var n int64
+		fmt.Sscan(s, &n)
+		ids = append(ids, n)
+	}
+	child, grandchild, own := ids[0], ids[1], ids[5]
+	sorted := func(ns ...int64) string {
+		slices.Sort(ns)
+		parts := make([]string, len(ns))
+		for i, n := range ns {
+			parts[i] = fmt.Sprint(n)
+		}
+		return strings.Join(parts, ",")
+	}
+	want := map[string]any{
+		"list_all":                  sorted(0, tenant.ID(), child, grandchild),
+		"interpreters":              sorted(0, tenant.ID(), child, grandchild),
+		"queues":                    sorted(handed.ID(), byItem.ID(), byArg.ID(), own),
+		"Interpreter(outside)":      "InterpreterNotFoundError",
+		"Interpreter(other tenant)": "InterpreterNotFoundError",
+		"Queue(host's)":             "QueueNotFoundError",
+		"Queue(other tenant's)":     "QueueNotFoundError",
+		"child reaching outside":    "InterpreterNotFoundError",
+		"child's list_all":          sorted(0, child, grandchild),
+		"child's Queue(host's)":     "QueueNotFoundError",
+		"Interpreter(main)":         "ok",
+		"grandchild":                "ok",
+		"queue by PrepareMain":      "ok",
+		"queue in an item":          "ok",
+		"queue by a Call argument":  "ok",
+		"own queue to the child":    "ok",
+		"ids":                       m["ids"],
+	}
+	for k, v := range want {
+		if m[k] != v {
+			t.Errorf("%s: %v, want %v", k, m[k], v)
+		}
+	}
+	// The walls are the script's, not the host's: the host sees everything.
+	if len(listAll(t, rt)) < 6 {
+		t.Errorf("the host lists %d interpreters, want all of them", len(listAll(t, rt)))
+	}
+	// An unconfined script sees the whole runtime, as PEP 734 says.
+	wantEqual(t, "an unconfined script's Interpreter(outside)",
+		mustCall(t, outside, `function(id) return require("interpreters").Interpreter(id).id end`, tenant.ID()), tenant.ID())
 }

@@ -69,6 +69,9 @@ func (p *process) deathCause() *protocol.Error {
 func (s *Supervisor) bind(p *process, it *interp) {
 	h := s.callbacks(it.id)
 	s.hostCallbacks(it, h)
+	if it.hosting.Confined {
+		s.confine(it, h)
+	}
 	p.handlers.Store(&h)
 }
 

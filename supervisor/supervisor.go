@@ -44,15 +44,18 @@ type Supervisor struct {
 
 // interp is the supervisor's record of one interpreter.
 type interp struct {
-	id      int64
-	root    int64 // the interpreter the host created that this one descends from; its own ID for that one
-	created time.Time
-	limits  Limits
-	stdout  io.Writer
-	wcfg    protocol.WorkerConfig
-	policy  *RestartPolicy
-	hosting Hosting
-	proc    atomic.Pointer[process] // replaced when a restart policy respawns the worker
+	id   int64
+	root int64 // the interpreter the host created that this one descends from; its own ID for that one
+	// ancestors are the interpreters whose scripts created this one, its
+	// creator last; none for one the host created.
+	ancestors []int64
+	created   time.Time
+	limits    Limits
+	stdout    io.Writer
+	wcfg      protocol.WorkerConfig
+	policy    *RestartPolicy
+	hosting   Hosting
+	proc      atomic.Pointer[process] // replaced when a restart policy respawns the worker
 
 	callOut    atomic.Pointer[io.Writer] // output of the call in progress, when its caller asked for it (WithOutput)
 	running    atomic.Bool               // a call (or Close) holds the interpreter
@@ -90,6 +93,8 @@ type CreateOptions struct {
 	Restart *RestartPolicy
 	// Hosting is what the host gives the interpreter's scripts.
 	Hosting Hosting
+
+	ancestors []int64 // for one created from Lua: see interp.ancestors
 }
 
 // Info describes a live interpreter.
@@ -178,7 +183,8 @@ func (s *Supervisor) createFrom(ctx context.Context, from int64) (int64, error) 
 	}
 	s.families[root]++
 	s.mu.Unlock()
-	id, err := s.create(ctx, CreateOptions{Stdout: parent.stdout, Stdlib: parent.wcfg.Stdlib, Limits: parent.limits, Hosting: parent.hosting}, root)
+	ancestors := append(parent.ancestors[:len(parent.ancestors):len(parent.ancestors)], parent.id)
+	id, err := s.create(ctx, CreateOptions{Stdout: parent.stdout, Stdlib: parent.wcfg.Stdlib, Limits: parent.limits, Hosting: parent.hosting, ancestors: ancestors}, root)
 	if err != nil {
 		s.leaveFamily(root)
 	}
@@ -208,7 +214,7 @@ func (s *Supervisor) create(ctx context.Context, opts CreateOptions, root int64)
 	if root == 0 {
 		root = id
 	}
-	it := &interp{id: id, root: root, created: time.Now(), limits: opts.Limits.merge(s.cfg.Defaults), stdout: opts.Stdout, policy: opts.Restart, hosting: opts.Hosting, gone: make(chan struct{})}
+	it := &interp{id: id, root: root, created: time.Now(), limits: opts.Limits.merge(s.cfg.Defaults), stdout: opts.Stdout, policy: opts.Restart, hosting: opts.Hosting, ancestors: opts.ancestors, gone: make(chan struct{})}
 	if it.stdout == nil {
 		it.stdout = s.cfg.Stdout
 	}

@@ -55,7 +55,14 @@ chunk (exit code 130).`,
 					return &exitError{code: exitUsage, err: err}
 				}
 			}
-			return scriptError(cmd, it.ExecContext(ctx, src))
+			name := "" // -e: "<string>"
+			switch {
+			case fromStdin:
+				name = chunkName("-")
+			case fileGiven:
+				name = chunkName(file)
+			}
+			return scriptError(cmd, it.ExecNamed(ctx, name, src))
 		},
 	}
 	f := cmd.Flags()

@@ -70,3 +70,33 @@ func TestRunTimeout(t *testing.T) {
 		t.Errorf("run --timeout said %q", r.stderr)
 	}
 }
+
+// TestScriptNames: run FILE and exec -f FILE name the chunk after the file
+// as given, as lua does; stdin is "stdin".
+func TestScriptNames(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "fails.lua"), []byte("local x = 1\nerror(\"boom\")\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := cli(t, "", "run", filepath.Join(dir, "fails.lua")).want(t, "run of a failing file", exitFailure)
+	if want := filepath.Join(dir, "fails.lua") + ":2: boom"; !strings.Contains(r.stderr, want) {
+		t.Errorf("run's stderr %q should contain %q", r.stderr, want)
+	}
+	r = cli(t, "local x = 1\nerror(\"boom\")\n", "run", "-").want(t, "run - of a failing script", exitFailure)
+	if !strings.Contains(r.stderr, "stdin:2: boom") {
+		t.Errorf("run -'s stderr %q should contain stdin:2: boom", r.stderr)
+	}
+
+	sock := serveDaemon(t)
+	id := strings.TrimSpace(cli(t, "", "create", "--confined", "--socket", sock).want(t, "create --confined", 0).stdout)
+	other := strings.TrimSpace(cli(t, "", "create", "--socket", sock).want(t, "create", 0).stdout)
+	r = cli(t, "", "exec", id, "-f", filepath.Join(dir, "fails.lua"), "--socket", sock).want(t, "exec -f of a failing file", exitFailure)
+	if want := filepath.Join(dir, "fails.lua") + ":2: boom"; !strings.Contains(r.stderr, want) {
+		t.Errorf("exec -f's stderr %q should contain %q", r.stderr, want)
+	}
+	r = cli(t, "", "exec", id, "-e", `local ok, e = pcall(require("interpreters").Interpreter, `+other+`) print(ok, e.type)`, "--socket", sock).want(t, "exec in a confined interpreter", 0)
+	if r.stdout != "false\tInterpreterNotFoundError\n" {
+		t.Errorf("a confined interpreter reaching another printed %q", r.stdout)
+	}
+}
