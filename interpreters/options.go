@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/subinterp/subinterp/supervisor"
@@ -11,7 +12,66 @@ import (
 
 // Option configures Create, or a whole Runtime when given to New or Dial:
 // there it sets the defaults of every interpreter the runtime creates.
+// Each option says where it applies; given anywhere else it is an error
+// (ErrInvalidArgument naming it), never silently ignored.
 type Option func(*options)
+
+// place is a set of the calls an option may be given to.
+type place uint8
+
+const (
+	onNew place = 1 << iota
+	onDial
+	onCreate
+	anywhere = onNew | onDial | onCreate
+)
+
+// placedOption records an option that was given and where it applies.
+type placedOption struct {
+	name  string
+	where place
+}
+
+// optionAt returns the option called name, which applies where and sets
+// what set sets. An option made otherwise applies anywhere.
+func optionAt(name string, where place, set func(*options)) Option {
+	return func(o *options) {
+		set(o)
+		if where != anywhere {
+			o.placed = append(o.placed, placedOption{name, where})
+		}
+	}
+}
+
+// misplaced is the error for the first option given to call (one of
+// onNew, onDial, onCreate) that does not apply there; nil when all do.
+func (o *options) misplaced(call place) error {
+	for _, p := range o.placed {
+		if p.where&call != 0 {
+			continue
+		}
+		var valid []string
+		for _, c := range []place{onNew, onDial, onCreate} {
+			if p.where&c != 0 {
+				valid = append(valid, c.String())
+			}
+		}
+		return errorf(ErrInvalidArgument, "%s is not an option of %s (only of %s)", p.name, call, strings.Join(valid, " or "))
+	}
+	return nil
+}
+
+func (p place) String() string {
+	switch p {
+	case onNew:
+		return "New"
+	case onDial:
+		return "Dial"
+	case onCreate:
+		return "Create"
+	}
+	return "?"
+}
 
 type options struct {
 	stdout  io.Writer
@@ -25,7 +85,8 @@ type options struct {
 	funcs    map[string]HostFunc
 	modules  map[string]string
 	confined bool
-	err      error // the first invalid option
+	err      error          // the first invalid option
+	placed   []placedOption // options of this call that apply only in some places
 
 	// Cluster settings: of Dial, and of Create on a cluster runtime.
 	cluster      string
@@ -34,7 +95,10 @@ type options struct {
 	placementKey string
 }
 
+// collect applies opts to a copy of base (a runtime's defaults, for
+// Create); placed then lists only what opts placed.
 func collect(base options, opts []Option) options {
+	base.placed = nil
 	for _, o := range opts {
 		if o != nil {
 			o(&base)
@@ -98,31 +162,43 @@ func WithCreateLimit(n int) Option {
 
 // WithToken sets the token Dial presents to a daemon listening on TCP, or
 // to the NATS servers of a cluster.
-func WithToken(token string) Option { return func(o *options) { o.token = token } }
+func WithToken(token string) Option {
+	return optionAt("WithToken", onDial, func(o *options) { o.token = token })
+}
 
 // WithTLS sets the TLS configuration Dial uses for TCP, or for the NATS
 // connection to a cluster.
-func WithTLS(cfg *tls.Config) Option { return func(o *options) { o.tls = cfg } }
+func WithTLS(cfg *tls.Config) Option {
+	return optionAt("WithTLS", onDial, func(o *options) { o.tls = cfg })
+}
 
 // WithCredentials makes Dial to a cluster present a NATS credentials file
 // (a user JWT and its nkey seed).
-func WithCredentials(file string) Option { return func(o *options) { o.creds = file } }
+func WithCredentials(file string) Option {
+	return optionAt("WithCredentials", onDial, func(o *options) { o.creds = file })
+}
 
 // WithCluster names the cluster Dial joins, for clusters that share one
 // NATS deployment; the default is "subinterp".
-func WithCluster(name string) Option { return func(o *options) { o.cluster = name } }
+func WithCluster(name string) Option {
+	return optionAt("WithCluster", onDial, func(o *options) { o.cluster = name })
+}
 
 // WithNode makes Create place the interpreter on the named node of a
 // cluster runtime. A node that is not live, or any node on a runtime that
 // is not a cluster, is ErrInvalidArgument.
-func WithNode(name string) Option { return func(o *options) { o.node = name } }
+func WithNode(name string) Option {
+	return optionAt("WithNode", onCreate, func(o *options) { o.node = name })
+}
 
 // WithPlacementKey makes Create on a cluster runtime place the interpreter
 // by rendezvous hashing of key over the live nodes: the same key goes to
 // the same node while the set of nodes stays the same, and when a node
 // joins or leaves only the keys that hash to it move. Other runtimes
 // ignore it.
-func WithPlacementKey(key string) Option { return func(o *options) { o.placementKey = key } }
+func WithPlacementKey(key string) Option {
+	return optionAt("WithPlacementKey", onCreate, func(o *options) { o.placementKey = key })
+}
 
 // hostStdout writes to whatever os.Stdout is at the time of the write, so
 // output follows a program (or a test) that redirects os.Stdout.
@@ -192,7 +268,9 @@ func WithRestart(p RestartPolicy) Option {
 // WithWarmSpares keeps n worker processes started ahead of need, so Create
 // claims one instead of launching a process (a runtime option: give it to
 // New).
-func WithWarmSpares(n int) Option { return func(o *options) { o.spares = n } }
+func WithWarmSpares(n int) Option {
+	return optionAt("WithWarmSpares", onNew, func(o *options) { o.spares = n })
+}
 
 // WarmSpares is the number of spare workers ready for Create to claim; 0
 // for a runtime without them, or a remote one.

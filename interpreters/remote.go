@@ -54,6 +54,7 @@ const (
 // error matching ErrUnavailable (and ErrInterpreter); they never hang.
 func Dial(ctx context.Context, addr string, opts ...Option) (*Runtime, error) {
 	o := collect(options{}, opts)
+	o.fail(o.misplaced(onDial))
 	if o.err != nil {
 		return nil, o.err
 	}

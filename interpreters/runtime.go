@@ -60,6 +60,7 @@ type Runtime struct {
 // Create; a problem starting the supervisor is returned by that call.
 func New(opts ...Option) *Runtime {
 	o := collect(options{}, opts)
+	o.fail(o.misplaced(onNew)) // Create reports it, as it does an invalid option
 	return newRuntime(o, func() (backend, error) {
 		sup, err := supervisor.New(supervisor.Config{Stdout: hostStdout{}, Defaults: o.limits, WarmSpares: o.spares})
 		if err != nil {
@@ -118,6 +119,7 @@ func (rt *Runtime) CreateContext(ctx context.Context, opts ...Option) (*Interpre
 		return nil, err
 	}
 	o := collect(rt.opts, opts)
+	o.fail(o.misplaced(onCreate))
 	if o.err != nil {
 		return nil, o.err
 	}
