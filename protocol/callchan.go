@@ -20,7 +20,7 @@ type CallConn struct {
 
 // NewCallConn wraps a connection as a call channel.
 func NewCallConn(rw io.ReadWriteCloser) *CallConn {
-	return &CallConn{rw: rw, r: bufio.NewReaderSize(rw, 64<<10)}
+	return &CallConn{rw: rw, r: bufio.NewReaderSize(rw, readBufferSize)}
 }
 
 // Read reads the next message.

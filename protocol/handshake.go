@@ -1,11 +1,5 @@
 package protocol
 
-import (
-	"net/rpc"
-
-	plugin "github.com/hashicorp/go-plugin"
-)
-
 // WorkerArg is argv[1] of a worker process. The role is chosen by this
 // argument and the handshake cookie together, so a program started from
 // inside a worker with the cookie in its environment does not mistake
@@ -32,25 +26,28 @@ const WorkerConnFD = 3
 // session.
 const WorkerCallFD = 4
 
-// Handshake is the go-plugin handshake between a supervisor and its workers.
-// The cookie only tells a worker binary that a supervisor started it; it is
-// not a security measure.
-var Handshake = plugin.HandshakeConfig{
-	ProtocolVersion:  Version,
-	MagicCookieKey:   "SUBINTERP_WORKER_COOKIE",
-	MagicCookieValue: "6f1c2b8e4a7d4e0f9a3b5c1d2e8f7a6b",
-}
+// The go-plugin handshake between a supervisor and its workers, as plain
+// values: the worker speaks go-plugin's handshake without linking
+// go-plugin (whose gRPC and protobuf would initialise in every worker
+// before it could start), and the supervisor builds go-plugin's
+// HandshakeConfig from them. The cookie only tells a worker binary that a
+// supervisor started it; it is not a security measure.
+const (
+	HandshakeCookieKey   = "SUBINTERP_WORKER_COOKIE"
+	HandshakeCookieValue = "6f1c2b8e4a7d4e0f9a3b5c1d2e8f7a6b"
+)
 
-// PluginName is the name of the control plugin every worker serves. It
-// carries nothing but go-plugin's lifecycle; data travels on the socketpair.
-const PluginName = "subinterp"
-
-// Plugins is the go-plugin plugin set of supervisor and worker: one control
-// plugin that is never dispensed.
-var Plugins = map[string]plugin.Plugin{PluginName: controlPlugin{}}
-
-type controlPlugin struct{}
-
-func (controlPlugin) Server(*plugin.MuxBroker) (any, error) { return struct{}{}, nil }
-
-func (controlPlugin) Client(*plugin.MuxBroker, *rpc.Client) (any, error) { return struct{}{}, nil }
+// Go-plugin's handshake line, which a worker prints on stdout once it is
+// ready: CORE|APP|NETWORK|ADDR|PROTOCOL. The worker serves go-plugin no
+// RPC (its session is the socketpair on WorkerConnFD), so the address names
+// that descriptor rather than a listener, and nothing dials it.
+const (
+	// HandshakeCoreVersion is go-plugin's core protocol version.
+	HandshakeCoreVersion = 1
+	// HandshakeNetwork and HandshakeAddr are the address the line gives.
+	HandshakeNetwork = "unix"
+	HandshakeAddr    = "fd/3"
+	// HandshakeProtocol is go-plugin's net/rpc protocol name: the one a
+	// supervisor allows, though it never dispenses a plugin.
+	HandshakeProtocol = "netrpc"
+)

@@ -15,6 +15,10 @@ import (
 // params are the request's id.
 const MethodCancel = "$cancel"
 
+// readBufferSize is what a session or call channel reads ahead. Small:
+// a host holds one of each per interpreter, thousands of them idle.
+const readBufferSize = 4 << 10
+
 // maxInflight bounds the requests a peer serves at once, so a flood of
 // requests cannot exhaust the other side's memory with goroutines.
 const maxInflight = 4096
@@ -28,6 +32,10 @@ type PeerConfig struct {
 	// reading goroutine: whatever it does happens before any later
 	// response is delivered. It must not block for long.
 	OnNotify func(method string, body []byte)
+	// OnClose, when set, runs once the session has ended (Done is closed),
+	// on the goroutine that read it: whoever must act on the end needs no
+	// goroutine of its own waiting for it.
+	OnClose func()
 }
 
 // Peer is one end of a symmetric, multiplexed RPC session over a stream
@@ -185,8 +193,9 @@ func (p *Peer) writeFrame(fe *frameEncoder) error {
 }
 
 func (p *Peer) readLoop() {
-	// One read syscall usually brings a whole small frame, header and body.
-	r := bufio.NewReaderSize(p.conn, 64<<10)
+	// One read syscall usually brings a whole small frame, header and body;
+	// a larger body is read straight into its own buffer.
+	r := bufio.NewReaderSize(p.conn, readBufferSize)
 	var err error
 	for {
 		var frame []byte
@@ -204,6 +213,9 @@ func (p *Peer) readLoop() {
 		}
 	}
 	p.shutdown(err)
+	if p.cfg.OnClose != nil {
+		p.cfg.OnClose()
+	}
 }
 
 func (p *Peer) dispatch(m *Message) error {

@@ -22,10 +22,9 @@ import (
 	_ "github.com/subinterp/subinterp/worker" // links the worker into every binary that can spawn one
 )
 
-// process is one running worker: its go-plugin client for the lifecycle and
-// its msgpack session for everything else.
+// process is one running worker: launched and handshaken through
+// go-plugin, then driven over its msgpack session and call channel.
 type process struct {
-	client *plugin.Client
 	runner *workerRunner
 	peer   *protocol.Peer
 	// calls is exclusive to the interpreter's running call. Its socket
@@ -49,12 +48,44 @@ type process struct {
 	// served (a blocked queue get) has no one left to answer.
 	life    context.Context
 	endLife context.CancelFunc
+
+	endMu sync.Mutex
+	ended bool   // the session has ended
+	onEnd func() // what its end sets off; see whenEnded
+}
+
+// whenEnded runs f once the worker's session has ended, on the goroutine
+// that read the session: an idle worker costs the host no goroutine
+// waiting for its end.
+func (p *process) whenEnded(f func()) {
+	p.endMu.Lock()
+	if p.ended {
+		p.endMu.Unlock()
+		go f()
+		return
+	}
+	p.onEnd = f
+	p.endMu.Unlock()
+}
+
+// sessionEnded is the session's OnClose.
+func (p *process) sessionEnded() {
+	p.endMu.Lock()
+	p.ended = true
+	f := p.onEnd
+	p.onEnd = nil
+	p.endMu.Unlock()
+	p.runner.reap()
+	if f != nil {
+		f()
+	}
 }
 
 // markDead records how the worker ended and wakes calls waiting to know.
 func (p *process) markDead(exitErr *protocol.Error) {
 	p.exitErr = exitErr
 	p.endLife()
+	_ = p.calls.Close() // a call still reading it has had its end already
 	close(p.dead)
 }
 
@@ -101,41 +132,38 @@ func (s *Supervisor) startProcess(wcfg protocol.WorkerConfig) (*process, error) 
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(cfg.Executable, protocol.WorkerArg)
-	cmd.Env = []string{protocol.WorkerConfigEnv + "=" + string(wcfgJSON)}
-	if tmp := os.Getenv("TMPDIR"); tmp != "" {
-		cmd.Env = append(cmd.Env, "TMPDIR="+tmp)
-	}
-	// A race-enabled build (a `go test -race` binary is its own worker)
-	// otherwise sleeps a second at every exit, which every Close would wait.
-	cmd.Env = append(cmd.Env, "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
-	cmd.ExtraFiles = []*os.File{workerEnd, workerCalls} // fds 3 and 4: WorkerConnFD, WorkerCallFD
-	cmd.SysProcAttr = workerSysProcAttr()
+	env := workerEnv(wcfgJSON)
 
 	p := &process{stderr: newTailBuffer(), dead: make(chan struct{})}
 	p.life, p.endLife = context.WithCancel(context.Background())
-	p.client = plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  protocol.Handshake,
-		Plugins:          protocol.Plugins,
+	client := plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  handshake,
+		Plugins:          plugins,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolNetRPC},
-		// go-plugin's own logs are noise here (a normal close logs a failed
-		// dial and an ungraceful exit); what a worker says on stderr is kept
-		// for crash reports.
+		// go-plugin's own logs are noise here; what a worker says on
+		// stderr is kept for crash reports.
 		Logger:       hclog.NewNullLogger(),
 		SkipHostEnv:  true,
 		StartTimeout: cfg.StartTimeout,
-		Stderr:       p.stderr,
 		// go-plugin hands over a template command carrying its handshake
-		// environment; the worker command is ours.
-		RunnerFunc: func(_ hclog.Logger, template *exec.Cmd, _ string) (runner.Runner, error) {
-			cmd.Env = append(cmd.Env, template.Env...)
-			r, err := newWorkerRunner(cmd)
-			p.runner = r
-			return r, err
+		// environment, and a directory for a listener the worker does not
+		// open.
+		RunnerFunc: func(_ hclog.Logger, template *exec.Cmd, socketDir string) (runner.Runner, error) {
+			_ = os.Remove(socketDir)
+			p.runner = newWorkerRunner(cfg.Executable, []string{protocol.WorkerArg}, append(env, template.Env...),
+				[]*os.File{workerEnd, workerCalls}, p.stderr) // fds 3 and 4: WorkerConnFD, WorkerCallFD
+			return p.runner, nil
 		},
 	})
-	if _, err := p.client.Start(); err != nil {
-		p.client.Kill()
+	if _, err := client.Start(); err != nil {
+		// go-plugin has killed a worker it started; what it said on stderr
+		// before it died explains why.
+		if p.runner != nil && p.runner.pid() > 0 {
+			p.runner.signal(syscall.SIGKILL)
+			p.runner.reap()
+			<-p.runner.exited
+			p.waitStderr()
+		}
 		if tail := p.stderr.Tail(); tail != "" {
 			return nil, fmt.Errorf("start worker: %w; its stderr ends:\n%s", err, tail)
 		}
@@ -143,13 +171,36 @@ func (s *Supervisor) startProcess(wcfg protocol.WorkerConfig) (*process, error) 
 	}
 	conn, err := net.FileConn(hostEnd)
 	if err != nil {
-		p.client.Kill()
+		p.runner.signal(syscall.SIGKILL)
+		p.runner.reap()
 		return nil, fmt.Errorf("worker session: %w", err)
 	}
 	p.calls = protocol.NewCallConn(hostCalls)
-	p.peer = protocol.NewPeer(conn, protocol.PeerConfig{})
+	p.peer = protocol.NewPeer(conn, protocol.PeerConfig{OnClose: p.sessionEnded})
 	started = true
 	return p, nil
+}
+
+// workerEnv is a worker's environment: none of the host's but TMPDIR, and
+// the settings of a worker that may be one of thousands side by side.
+func workerEnv(wcfgJSON []byte) []string {
+	env := []string{protocol.WorkerConfigEnv + "=" + string(wcfgJSON)}
+	if tmp := os.Getenv("TMPDIR"); tmp != "" {
+		env = append(env, "TMPDIR="+tmp)
+	}
+	return append(env,
+		// A race-enabled build (a `go test -race` binary is its own
+		// worker) otherwise sleeps a second at every exit, which every
+		// Close would wait.
+		"GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"),
+		// One P from the start: the VM runs one call at a time, and every
+		// P more makes the runtime start threads that then idle for the
+		// worker's whole life. A running call still has its cancellation
+		// served, the runtime preempting it; an interpreter with limits
+		// takes a second P for their watch (see the worker's
+		// applyProcessLimits).
+		"GOMAXPROCS=1",
+	)
 }
 
 // socketPair makes a connected pair of unix sockets, close-on-exec before
@@ -284,39 +335,47 @@ func (p *process) pid() int { return p.runner.pid() }
 // exited is closed once the worker has been reaped.
 func (p *process) exited() <-chan struct{} { return p.runner.exited }
 
+// waitStderr waits, a bounded time, for the end of a dead worker's
+// stderr: a program it started may hold it open.
+func (p *process) waitStderr() {
+	select {
+	case <-p.runner.stderrDone:
+	case <-time.After(exitWait):
+	}
+}
+
 // stop ends the worker: closing the session makes it exit on its own; one
 // that does not within exitWait is killed. It returns after the process has
-// been reaped and go-plugin's resources released.
+// been reaped.
 func (p *process) stop() {
 	p.stopOnce.Do(func() {
 		_ = p.peer.Close()
 		_ = p.calls.Close() // ends a call's read in progress at once
+		p.runner.reap()
 		select {
 		case <-p.exited():
 		case <-time.After(exitWait):
 			p.runner.signal(syscall.SIGKILL)
+			<-p.exited()
 		}
-		p.client.Kill()
 	})
 }
 
 // exitError describes how the worker ended. It waits for the reap, which
-// follows the session's end by a few milliseconds.
+// follows the session's end by a few milliseconds, and for the end of its
+// stderr, which the crash report quotes.
 func (p *process) exitError(id int64) *protocol.Error {
+	p.runner.reap()
 	select {
 	case <-p.exited():
 	case <-time.After(exitWait):
 		p.runner.signal(syscall.SIGKILL)
 		<-p.exited()
 	}
-	e := &protocol.Error{Code: protocol.CodeWorkerExit, InterpreterID: id, ExitCode: -1}
-	st := p.runner.state
-	if st != nil {
-		if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			e.Signal = ws.Signal().String()
-		} else {
-			e.ExitCode = st.ExitCode()
-		}
+	p.waitStderr()
+	e := &protocol.Error{Code: protocol.CodeWorkerExit, InterpreterID: id, ExitCode: p.runner.status.code}
+	if sig := p.runner.status.signal; sig != 0 {
+		e.Signal = sig.String()
 	}
 	e.StderrTail = p.stderr.Tail()
 	if e.Signal != "" {

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -29,79 +30,183 @@ var spawnThread = sync.OnceValue(func() chan<- func() {
 	return ch
 })
 
-// workerRunner is go-plugin's runner for a worker: exec.Cmd started on the
-// spawn thread, with the exit status kept for crash reports.
+// workerRunner is go-plugin's runner for a worker. go-plugin launches it
+// and reads its handshake; then the worker points its stdout at /dev/null,
+// go-plugin's readers end, and the process is the supervisor's alone: an
+// idle worker costs the host its two sockets, its stderr pipe and the
+// goroutine that reads it, and no thread. That is why the runner forks
+// itself rather than through os/exec: an exec.Cmd holds a pidfd for the
+// process's whole life, and its Wait holds a thread.
 type workerRunner struct {
-	cmd    *exec.Cmd
-	stdout io.ReadCloser
-	stderr io.ReadCloser
+	path string
+	argv []string
+	env  []string
+	// files become the worker's descriptors 3, 4, …
+	files []*os.File
 
-	exited chan struct{} // closed when Wait has returned
-	state  *os.ProcessState
-	once   sync.Once
+	pid_   int
+	stdout *os.File // the handshake's pipe, closed at its end
+	stderr *tailBuffer
+	// stderrDone is closed once the worker's stderr has reached its end:
+	// what it wrote before it died is all in stderr.
+	stderrDone chan struct{}
+
+	reapOnce sync.Once
+	mu       sync.Mutex // orders signals with the reap: no signal reaches a reaped pid
+	reaped   bool
+	status   exitStatus
+	exited   chan struct{} // closed once the worker has been reaped
+}
+
+// exitStatus is how a reaped worker ended.
+type exitStatus struct {
+	code   int            // its exit code; -1 when a signal ended it
+	signal syscall.Signal // the signal that ended it, or 0
 }
 
 var _ runner.Runner = (*workerRunner)(nil)
 
-func newWorkerRunner(cmd *exec.Cmd) (*workerRunner, error) {
-	cmd.Stdin = nil // go-plugin hands the host's stdin on; a worker reads nothing
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
+func newWorkerRunner(path string, args []string, env []string, files []*os.File, stderr *tailBuffer) *workerRunner {
+	return &workerRunner{
+		path: path, argv: append([]string{path}, args...), env: env, files: files,
+		stderr: stderr, stderrDone: make(chan struct{}), exited: make(chan struct{}),
 	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return nil, err
-	}
-	return &workerRunner{cmd: cmd, stdout: stdout, stderr: stderr, exited: make(chan struct{})}, nil
 }
 
+// Start forks the worker on the spawn thread: stdin /dev/null (it reads
+// nothing of the host's), stdout the handshake's pipe, stderr a pipe read
+// into the crash-report tail.
 func (r *workerRunner) Start(context.Context) error {
-	done := make(chan error, 1)
-	spawnThread() <- func() { done <- r.cmd.Start() }
-	return <-done
-}
-
-func (r *workerRunner) Wait(context.Context) error {
-	err := r.cmd.Wait()
-	r.once.Do(func() {
-		r.state = r.cmd.ProcessState
-		close(r.exited)
-	})
-	return err
-}
-
-func (r *workerRunner) Kill(context.Context) error {
-	if r.cmd.Process == nil {
-		return nil
+	path := r.path
+	if !strings.Contains(path, "/") {
+		lp, err := exec.LookPath(path)
+		if err != nil {
+			return err
+		}
+		path = lp
 	}
-	if err := r.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
 		return err
 	}
+	defer devnull.Close()
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer outW.Close()
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		return err
+	}
+	defer errW.Close()
+	fds := []uintptr{devnull.Fd(), outW.Fd(), errW.Fd()}
+	for _, f := range r.files {
+		fds = append(fds, f.Fd())
+	}
+	attr := &syscall.ProcAttr{Env: r.env, Files: fds, Sys: workerSysProcAttr()}
+	done := make(chan error, 1)
+	spawnThread() <- func() {
+		pid, err := syscall.ForkExec(path, r.argv, attr)
+		r.pid_ = pid
+		done <- err
+	}
+	if err := <-done; err != nil {
+		outR.Close()
+		errR.Close()
+		return &os.PathError{Op: "fork/exec", Path: path, Err: err}
+	}
+	r.stdout = outR
+	go r.readStderr(errR)
 	return nil
 }
 
-func (r *workerRunner) pid() int {
-	if r.cmd.Process == nil {
-		return 0
-	}
-	return r.cmd.Process.Pid
+// readStderr keeps what the worker writes to stderr until its end.
+func (r *workerRunner) readStderr(f *os.File) {
+	defer close(r.stderrDone)
+	defer f.Close()
+	_, _ = io.Copy(r.stderr, f)
 }
+
+// Wait is go-plugin's wait for the process, which it makes once the
+// handshake's pipe has ended: the worker has answered or died. From then
+// on the worker is the supervisor's, which reaps it (reap), so go-plugin's
+// part ends here.
+func (r *workerRunner) Wait(context.Context) error { return nil }
+
+// Kill kills the worker unless it has been reaped.
+func (r *workerRunner) Kill(context.Context) error {
+	r.signal(syscall.SIGKILL)
+	return nil
+}
+
+func (r *workerRunner) pid() int { return r.pid_ }
 
 // signal sends sig unless the process has been reaped, so a recycled pid is
 // never hit.
 func (r *workerRunner) signal(sig syscall.Signal) {
-	select {
-	case <-r.exited:
-	default:
-		_ = r.cmd.Process.Signal(sig)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.reaped && r.pid_ > 0 {
+		_ = syscall.Kill(r.pid_, sig)
 	}
 }
 
+// reap starts waiting for the worker to exit, once; exited is closed when
+// it has been reaped. The wait holds no thread where the system can poll
+// for a process's exit.
+func (r *workerRunner) reap() {
+	r.reapOnce.Do(func() { go r.awaitExit() })
+}
+
+// recordExit marks the worker reaped, with the status wait gave. The caller
+// holds mu.
+func (r *workerRunner) recordExit(ws syscall.WaitStatus) {
+	r.reaped = true
+	r.status = exitStatus{code: -1}
+	switch {
+	case ws.Signaled():
+		r.status.signal = ws.Signal()
+	case ws.Exited():
+		r.status.code = ws.ExitStatus()
+	}
+	close(r.exited)
+}
+
+// wait4 is wait4(2) on the worker, retried when a signal interrupts it.
+func (r *workerRunner) wait4() syscall.WaitStatus {
+	var ws syscall.WaitStatus
+	for {
+		_, err := syscall.Wait4(r.pid_, &ws, 0, nil)
+		if !errors.Is(err, syscall.EINTR) {
+			return ws
+		}
+	}
+}
+
+// handshakeOutput is the pipe go-plugin reads the handshake from. It
+// closes itself at its end, when the worker has pointed its stdout
+// elsewhere, so an idle worker holds no descriptor of it in the host.
+type handshakeOutput struct{ f *os.File }
+
+func (h handshakeOutput) Read(p []byte) (int, error) {
+	n, err := h.f.Read(p)
+	if err != nil {
+		h.f.Close()
+	}
+	return n, err
+}
+
+func (h handshakeOutput) Close() error { return h.f.Close() }
+
+func (r *workerRunner) Stdout() io.ReadCloser { return handshakeOutput{r.stdout} }
+
+// Stderr is empty for go-plugin: the runner reads the worker's stderr.
+func (r *workerRunner) Stderr() io.ReadCloser { return io.NopCloser(strings.NewReader("")) }
+
 func (r *workerRunner) Diagnose(context.Context) string                  { return "" }
-func (r *workerRunner) Stdout() io.ReadCloser                            { return r.stdout }
-func (r *workerRunner) Stderr() io.ReadCloser                            { return r.stderr }
-func (r *workerRunner) Name() string                                     { return r.cmd.Path }
-func (r *workerRunner) ID() string                                       { return strconv.Itoa(r.pid()) }
+func (r *workerRunner) Name() string                                     { return r.path }
+func (r *workerRunner) ID() string                                       { return strconv.Itoa(r.pid_) }
 func (r *workerRunner) PluginToHost(n, a string) (string, string, error) { return n, a, nil }
 func (r *workerRunner) HostToPlugin(n, a string) (string, string, error) { return n, a, nil }

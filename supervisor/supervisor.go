@@ -243,7 +243,7 @@ func (s *Supervisor) create(ctx context.Context, opts CreateOptions, root int64)
 	s.watchers.Add(1)
 	s.mu.Unlock()
 	s.created.Add(1)
-	go s.watch(it)
+	s.watch(it)
 	return id, nil
 }
 
@@ -292,56 +292,59 @@ func WithOutput(ctx context.Context, w io.Writer) context.Context {
 	return context.WithValue(ctx, outputKey{}, w)
 }
 
-// watch turns a worker's unexpected end into the end of its interpreter,
-// or, under a restart policy, into a new worker.
+// watch makes the end of it's current worker the end of it, or, under a
+// restart policy, the start of a new worker. Nothing waits meanwhile: the
+// worker's session sets it off as it ends.
 func (s *Supervisor) watch(it *interp) {
-	defer s.watchers.Done()
-	for {
-		p := it.p()
-		<-p.peer.Done()
-		if it.closing.Load() {
-			p.markDead(nil)
-			return
-		}
-		exitErr := p.exitError(it.id)
-		if it.limits.MemoryBytes > 0 && exitErr.Signal == "" && diedOutOfMemory(exitErr.ExitCode, p.stderr) {
-			// The kernel's hard limit ended it (RLIMIT_AS fails the Go
-			// runtime's next allocation, which it reports and dies of).
-			exitErr.Cause = protocol.CodeMemoryLimit
-			exitErr.Msg += " (memory limit exceeded)"
-		}
-		if exitErr.Signal == syscall.SIGXCPU.String() {
-			exitErr.Cause = protocol.CodeCPULimit // the kernel's RLIMIT_CPU
-			exitErr.Msg += " (CPU time limit exceeded)"
-		}
-		if it.restartAsked.Swap(false) {
-			exitErr.Msg += " (restart asked for)"
-		} else {
-			s.crashed.Add(1)
-		}
-		s.recordExit(it, p.pid(), exitErr)
-		s.cfg.Logger.Warn("worker ended", "interpreter", it.id, "error", exitErr.Msg)
-		if it.policy == nil {
-			// Gone before the failed call hears of it: whoever it tells
-			// finds the interpreter gone.
-			s.recordDeath(it.id, exitErr)
-			s.end(it)
-			p.markDead(exitErr)
-			p.client.Kill() // releases go-plugin's goroutines and socket directory
-			return
-		}
-		it.restarting.Store(true) // calls fail with "already running" meanwhile
-		p.markDead(exitErr)
-		p.client.Kill()
-		s.unbindItems(it.id) // the worker's items are gone with it
-		if s.restart(it, exitErr) {
-			it.restarted.Add(1)
-			continue
-		}
-		s.recordDeath(it.id, exitErr)
-		s.end(it)
+	p := it.p()
+	p.whenEnded(func() { s.workerEnded(it, p) })
+}
+
+// workerEnded handles the end of p, it's worker.
+func (s *Supervisor) workerEnded(it *interp, p *process) {
+	if it.closing.Load() {
+		p.markDead(nil)
+		s.watchers.Done()
 		return
 	}
+	exitErr := p.exitError(it.id)
+	if it.limits.MemoryBytes > 0 && exitErr.Signal == "" && diedOutOfMemory(exitErr.ExitCode, p.stderr) {
+		// The kernel's hard limit ended it (RLIMIT_AS fails the Go
+		// runtime's next allocation, which it reports and dies of).
+		exitErr.Cause = protocol.CodeMemoryLimit
+		exitErr.Msg += " (memory limit exceeded)"
+	}
+	if exitErr.Signal == syscall.SIGXCPU.String() {
+		exitErr.Cause = protocol.CodeCPULimit // the kernel's RLIMIT_CPU
+		exitErr.Msg += " (CPU time limit exceeded)"
+	}
+	if it.restartAsked.Swap(false) {
+		exitErr.Msg += " (restart asked for)"
+	} else {
+		s.crashed.Add(1)
+	}
+	s.recordExit(it, p.pid(), exitErr)
+	s.cfg.Logger.Warn("worker ended", "interpreter", it.id, "error", exitErr.Msg)
+	if it.policy == nil {
+		// Gone before the failed call hears of it: whoever it tells
+		// finds the interpreter gone.
+		s.recordDeath(it.id, exitErr)
+		s.end(it)
+		p.markDead(exitErr)
+		s.watchers.Done()
+		return
+	}
+	it.restarting.Store(true) // calls fail with "already running" meanwhile
+	p.markDead(exitErr)
+	s.unbindItems(it.id) // the worker's items are gone with it
+	if s.restart(it, exitErr) {
+		it.restarted.Add(1)
+		s.watch(it)
+		return
+	}
+	s.recordDeath(it.id, exitErr)
+	s.end(it)
+	s.watchers.Done()
 }
 
 // end removes it from the supervisor, once.

@@ -7,11 +7,12 @@
 // protocol.WorkerArg as its first argument and go-plugin's handshake cookie
 // in its environment. This package's init function recognises that and runs
 // the worker instead of the host's main, which is why importing subinterp
-// needs no setup. The worker serves the go-plugin handshake for its
-// lifecycle, the msgpack session on the socketpair it inherits as fd 3
-// (cancellation and stats), and the call channel on fd 4 (calls, and the
-// Lua module's requests to the supervisor while one runs); when the session
-// ends, the supervisor is gone and the worker exits.
+// needs no setup. The worker answers go-plugin's handshake itself, without
+// linking go-plugin (whose gRPC and protobuf would otherwise initialise in
+// every worker), then serves the msgpack session on the socketpair it
+// inherits as fd 3 (cancellation and stats) and the call channel on fd 4
+// (calls, and the Lua module's requests to the supervisor while one runs);
+// when the session ends, the supervisor is gone and the worker exits.
 //
 // # gopher-lua internals
 //

@@ -34,6 +34,12 @@ const hardMemorySlack = 1 << 30
 // Go runtime collects harder near the memory limit, and the kernel ends the
 // process past the hard one.
 func applyProcessLimits(cfg protocol.WorkerConfig) {
+	if cfg.MemoryLimit > 0 || cfg.CPULimitNs > 0 || cfg.CPUTotalNs > 0 {
+		// The watch must sample while Lua runs, every watchInterval: on
+		// the one P a worker starts with, it would wait for the runtime to
+		// preempt the VM, and a heap can outgrow its hard limit meanwhile.
+		runtime.GOMAXPROCS(2)
+	}
 	if cfg.CPUTotalNs > 0 {
 		// The soft limit is the watch's; the kernel's comes a second later,
 		// for a worker stuck where the watch cannot stop it.

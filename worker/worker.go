@@ -2,7 +2,7 @@ package worker
 
 import (
 	"context"
-	"net"
+	"io"
 	"os"
 	"runtime"
 	"runtime/metrics"
@@ -101,7 +101,7 @@ func (w *worker) newVM(stdlib bool) {
 // cancellation, and the call channel, for calls and the Lua module's
 // requests to the supervisor, served on this goroutine's successor: the
 // VM's goroutine.
-func (w *worker) serve(conn net.Conn, calls *protocol.CallConn) {
+func (w *worker) serve(conn io.ReadWriteCloser, calls *protocol.CallConn) {
 	w.calls = calls
 	w.peer = protocol.NewPeer(conn, protocol.PeerConfig{
 		Handlers: map[string]protocol.Handler{protocol.MethodStats: w.stats},
