@@ -66,6 +66,9 @@ type Config struct {
 	// restart) need the token of TokenFile; without one the page is
 	// read-only. Equal to MetricsAddr, one listener serves both.
 	HTTPAddr string
+	// Node is the name of the cluster node this daemon is, which its status
+	// page shows beside each interpreter; empty outside a cluster.
+	Node string
 	// ShutdownGrace is how long in-flight calls may run on at shutdown
 	// before they are cancelled; 0 means DefaultShutdownGrace, and a
 	// negative value none: they are cancelled at once.

@@ -42,6 +42,7 @@ func (st *statusServer) assets() http.Handler {
 // statusView is one snapshot of the daemon, as the page shows it.
 type statusView struct {
 	Taken    time.Time
+	Node     string
 	Pid      int
 	Socket   string
 	Started  time.Time
@@ -69,8 +70,8 @@ type exitView struct {
 // interpView is one interpreter's row.
 type interpView struct {
 	supervisor.InterpStatus
-	// Node is the cluster node the interpreter lives on; empty for this
-	// daemon's own.
+	// Node is the cluster node the interpreter lives on: this daemon's,
+	// empty outside a cluster.
 	Node     string
 	State    string
 	Uptime   time.Duration
@@ -83,6 +84,7 @@ func (s *Server) statusView(ctx context.Context) *statusView {
 	now := time.Now()
 	v := &statusView{
 		Taken:    now,
+		Node:     s.cfg.Node,
 		Pid:      os.Getpid(),
 		Socket:   s.cfg.Socket,
 		Started:  s.started,
@@ -98,7 +100,7 @@ func (s *Server) statusView(ctx context.Context) *statusView {
 		stats[in.ID] = in
 	}
 	for _, is := range s.sup.Statuses() {
-		iv := interpView{InterpStatus: is, Uptime: now.Sub(is.Created).Truncate(time.Second)}
+		iv := interpView{InterpStatus: is, Node: s.cfg.Node, Uptime: now.Sub(is.Created).Truncate(time.Second)}
 		switch {
 		case is.Restarting:
 			iv.State = "restarting"

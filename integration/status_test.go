@@ -50,6 +50,7 @@ func statusAction(t *testing.T, base, path string, set func(http.Header)) (int, 
 // answers only to a loopback name, and takes an action only with the
 // daemon's token from the page itself.
 func TestStatusPageGuards(t *testing.T) {
+	t.Parallel()
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(tokenFile, []byte("the-token\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -136,8 +137,10 @@ func TestStatusPageGuards(t *testing.T) {
 }
 
 // TestStatusPageSettings: a non-loopback address needs TLS; without a
-// token the page is read-only; one address serves the page and metrics.
+// token the page is read-only; one address serves the page and metrics;
+// a cluster node's interpreters show its name.
 func TestStatusPageSettings(t *testing.T) {
+	t.Parallel()
 	for _, addr := range []string{":0", "0.0.0.0:0", "[::]:0"} {
 		_, err := daemon.Listen(daemon.Config{Socket: filepath.Join(socketDir(t), "d.sock"), HTTPAddr: addr})
 		if !errors.Is(err, daemon.ErrStatusNotLoopback) {
@@ -145,7 +148,7 @@ func TestStatusPageSettings(t *testing.T) {
 		}
 	}
 
-	d := startDaemon(t, daemon.Config{HTTPAddr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0"})
+	d := startDaemon(t, daemon.Config{HTTPAddr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0", Node: "node-a"})
 	if d.MetricsAddr() == nil || d.MetricsAddr().String() != d.HTTPAddr().String() {
 		t.Fatalf("metrics on %v, the status page on %v: want one listener", d.MetricsAddr(), d.HTTPAddr())
 	}
@@ -186,12 +189,16 @@ func TestStatusPageSettings(t *testing.T) {
 	if !strings.Contains(sections["interpreters"], `id="interp-`+strconv.FormatInt(it.ID(), 10)+`"`) {
 		t.Errorf("the first event does not list interpreter %d: %v", it.ID(), sections["interpreters"])
 	}
+	if !strings.Contains(sections["interpreters"], `<td data-label="Node">node-a</td>`) {
+		t.Errorf("the interpreter's row does not name its node, node-a: %v", sections["interpreters"])
+	}
 }
 
 // TestStatusPageExits: a worker that dies over its memory limit is listed
 // among the recent exits with its cause and its stderr, and the
 // interpreter as ended.
 func TestStatusPageExits(t *testing.T) {
+	t.Parallel()
 	d := startDaemon(t, daemon.Config{HTTPAddr: "127.0.0.1:0"})
 	it := create(t, d.dial(t), interpreters.WithMemoryLimit(64<<20))
 	pid, err := it.Pid()
@@ -227,4 +234,51 @@ func TestStatusPageExits(t *testing.T) {
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
+}
+
+// TestStatusPageTLS: with TLS the page is served over HTTPS, under any
+// name the certificate holds, and an action's origin must be https.
+func TestStatusPageTLS(t *testing.T) {
+	t.Parallel()
+	server, client := selfSigned(t)
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("the-token"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, daemon.Config{HTTPAddr: "127.0.0.1:0", TLS: server, TokenFile: tokenFile})
+	it := create(t, d.dial(t))
+	hc := &http.Client{Timeout: bounded, Transport: &http.Transport{TLSClientConfig: client}}
+	base := "https://" + d.HTTPAddr().String() + "/"
+	res, err := hc.Get(base)
+	if err != nil {
+		t.Fatalf("GET over TLS: %v", err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Errorf("GET over TLS: %s", res.Status)
+	}
+	if res, err := statusClient.Get("http://" + d.HTTPAddr().String() + "/"); err == nil {
+		res.Body.Close()
+		if res.StatusCode != http.StatusBadRequest {
+			t.Errorf("plain HTTP to the TLS status page: %s, want 400", res.Status)
+		}
+	}
+
+	post := func(origin string) int {
+		req, _ := http.NewRequest(http.MethodPost, base+"interpreters/"+strconv.FormatInt(it.ID(), 10)+"/close", nil)
+		req.Header.Set("X-Subinterp-Token", "the-token")
+		req.Header.Set("Origin", origin)
+		res, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	if code := post("http://" + d.HTTPAddr().String()); code != http.StatusForbidden {
+		t.Errorf("close from the http origin of a TLS page: %d, want 403", code)
+	}
+	if code := post("https://" + d.HTTPAddr().String()); code != http.StatusOK {
+		t.Errorf("close from the page's own origin: %d, want 200", code)
+	}
 }

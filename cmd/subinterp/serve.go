@@ -111,6 +111,7 @@ in flight at once.`,
 			}
 			if n != nil {
 				cfg.Logger = logger.With("node", n.Name())
+				cfg.Node = n.Name()
 				cfg.Supervisor.NextID = n.NextID
 				defer n.Close()
 			}
