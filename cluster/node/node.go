@@ -71,15 +71,20 @@ func Join(cfg Config) (_ *Node, err error) {
 		nats.MaxPingsOutstanding(2),
 		nats.Timeout(connectWait),
 	}
-	opts = append(opts, cluster.Auth(cfg.Token, cfg.TLS, cfg.CredsFile)...)
 	url := cfg.URL
 	if cfg.Embed != "" {
 		n.ns, err = startServer(cfg)
 		if err != nil {
 			return nil, err
 		}
+		// In-process: no TLS (the connection never leaves the process,
+		// and its URL names no host a certificate could be for), but the
+		// same credentials as everyone.
 		opts = append(opts, nats.InProcessServer(n.ns))
+		opts = append(opts, cluster.Auth(cfg.Token, nil, cfg.CredsFile)...)
 		url = ""
+	} else {
+		opts = append(opts, cluster.Auth(cfg.Token, cfg.TLS, cfg.CredsFile)...)
 	}
 	n.nc, err = nats.Connect(url, opts...)
 	if err != nil {

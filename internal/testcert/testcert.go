@@ -18,7 +18,14 @@ import (
 // New makes a certificate for 127.0.0.1, valid from an hour ago to an
 // hour from now, that is its own CA: the server's configuration, and the
 // certificate in PEM for clients to trust.
-func New() (server *tls.Config, caPEM []byte, err error) {
+func New() (server *tls.Config, caPEM []byte, err error) { return For("127.0.0.1") }
+
+// For is New for the given IP addresses instead of 127.0.0.1.
+func For(ips ...string) (server *tls.Config, caPEM []byte, err error) {
+	var addrs []net.IP
+	for _, ip := range ips {
+		addrs = append(addrs, net.ParseIP(ip))
+	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
@@ -32,7 +39,7 @@ func New() (server *tls.Config, caPEM []byte, err error) {
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
 		IsCA:                  true,
-		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
+		IPAddresses:           addrs,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
