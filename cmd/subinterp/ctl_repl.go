@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -31,7 +30,13 @@ inside a long string or comment is a blank line part of the chunk).
 
 Errors are printed and the loop goes on; the interpreter keeps its globals
 (locals last one chunk, as in the Lua REPL). Ctrl-C interrupts a running
-chunk; at the prompt, Ctrl-C (exit code 130) or end of input ends the loop.
+chunk. At the prompt, Ctrl-C drops an unfinished chunk; on an empty prompt
+it ends the loop (exit code 130), as end of input (Ctrl-D) does.
+
+On a terminal, lines can be edited and earlier ones recalled (arrow keys,
+Ctrl-R to search); the history is kept in
+$XDG_STATE_HOME/subinterp/repl_history (~/.local/state/subinterp without
+XDG_STATE_HOME).
 
 Piped input works too: no prompt is shown, and the exit code is 1 if any
 chunk failed.`,
@@ -84,40 +89,35 @@ type repl struct {
 	failed      bool
 }
 
-func (r *repl) prompt(more bool) {
-	if !r.interactive {
-		return
+// prompt is what the terminal shows before a line: the interpreter's ID
+// for a new chunk, ">>" for more of an unfinished one; none to a pipe.
+func (r *repl) prompt(more bool) string {
+	switch {
+	case !r.interactive:
+		return ""
+	case more:
+		return ">> "
 	}
-	if more {
-		fmt.Fprint(r.out, ">> ")
-	} else {
-		fmt.Fprintf(r.out, "%d> ", r.it.ID())
-	}
+	return fmt.Sprintf("%d> ", r.it.ID())
 }
 
-// run reads lines on a goroutine of their own, so the loop can watch for
-// Ctrl-C while a chunk runs and while it waits for input.
+// run reads lines on a goroutine of their own, one when the loop asks, so
+// the loop can watch for Ctrl-C while a chunk runs and while it waits for
+// input.
 func (r *repl) run(in io.Reader) error {
-	lines := make(chan string)
-	readErr := make(chan error, 1)
-	quit := make(chan struct{})
-	defer close(quit)
+	lr := newLineReader(in, r.interactive, r.out, r.errOut)
+	defer lr.close()
+	type result struct {
+		line string
+		err  error
+	}
+	prompts := make(chan string)
+	results := make(chan result, 1)
+	defer close(prompts)
 	go func() {
-		br := bufio.NewReader(in)
-		for {
-			line, err := br.ReadString('\n')
-			if line != "" {
-				select {
-				case lines <- line:
-				case <-quit:
-					return
-				}
-			}
-			if err != nil {
-				readErr <- err
-				close(lines)
-				return
-			}
+		for p := range prompts {
+			line, err := lr.readLine(p)
+			results <- result{line, err}
 		}
 	}()
 	// SIGINT is handled per chunk below; the command's own context would
@@ -127,12 +127,12 @@ func (r *repl) run(in io.Reader) error {
 	defer signal.Stop(sigs)
 
 	var chunk strings.Builder
-	r.prompt(false)
+	more := false
 	for {
-		var line string
-		var ok bool
+		prompts <- r.prompt(more)
+		var res result
 		select {
-		case line, ok = <-lines:
+		case res = <-results:
 		case <-sigs:
 			if r.interactive {
 				fmt.Fprintln(r.out)
@@ -141,9 +141,19 @@ func (r *repl) run(in io.Reader) error {
 		case <-r.ctx.Done():
 			return r.end(r.ctx)
 		}
-		if !ok {
-			if err := <-readErr; !errors.Is(err, io.EOF) {
-				return err
+		if errors.Is(res.err, errPromptInterrupted) {
+			// Ctrl-C at the prompt drops an unfinished chunk; at an empty
+			// prompt it ends the loop.
+			if strings.TrimSpace(chunk.String()) != "" {
+				chunk.Reset()
+				more = false
+				continue
+			}
+			return interrupted(os.Interrupt)
+		}
+		if res.err != nil {
+			if !errors.Is(res.err, io.EOF) {
+				return res.err
 			}
 			if strings.TrimSpace(chunk.String()) != "" {
 				r.eval(chunk.String(), sigs) // an unfinished chunk gets its syntax error
@@ -153,30 +163,31 @@ func (r *repl) run(in io.Reader) error {
 			}
 			return r.end(r.ctx)
 		}
+		line := res.line
 		pending := strings.TrimSpace(chunk.String()) != ""
 		chunk.WriteString(line)
 		src := chunk.String()
 		if strings.TrimSpace(src) == "" {
 			chunk.Reset()
-			r.prompt(false)
+			more = false
 			continue
 		}
-		more, inLong := incomplete(src)
+		var inLong bool
+		more, inLong = incomplete(src)
 		if _, isValue := valueBlock(src); isValue {
 			more = false
 		}
 		// A blank line ends an unfinished chunk, so that one that cannot
 		// be finished says so rather than keep asking for more.
 		if more && !(pending && strings.TrimSpace(line) == "" && !inLong) {
-			r.prompt(true)
 			continue
 		}
+		more = false
 		chunk.Reset()
 		r.eval(src, sigs)
 		if r.ctx.Err() != nil {
 			return r.end(r.ctx)
 		}
-		r.prompt(false)
 	}
 }
 
