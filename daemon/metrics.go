@@ -20,7 +20,9 @@ type metrics struct {
 	latency *prometheus.HistogramVec
 }
 
-func newMetrics(sup *supervisor.Supervisor, conns func() int) *metrics {
+// newMetrics registers the daemon's metrics; a cluster node's each carry
+// the label node="NAME", so one Prometheus can tell the nodes apart.
+func newMetrics(sup *supervisor.Supervisor, conns func() int, node string) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -33,7 +35,11 @@ func newMetrics(sup *supervisor.Supervisor, conns func() int) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10), // 100µs … 26s
 		}, []string{"method"}),
 	}
-	m.reg.MustRegister(
+	var reg prometheus.Registerer = m.reg
+	if node != "" {
+		reg = prometheus.WrapRegistererWith(prometheus.Labels{"node": node}, reg)
+	}
+	reg.MustRegister(
 		m.calls, m.latency,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "subinterp_interpreters_alive",

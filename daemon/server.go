@@ -126,7 +126,7 @@ func Listen(cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("start the supervisor: %w", err)
 	}
 	s.sup = sup
-	s.m = newMetrics(s.sup, s.connCount)
+	s.m = newMetrics(s.sup, s.connCount, cfg.Node)
 
 	// Only the daemon's user may connect, unless others are allowed: then
 	// the kernel lets everyone connect and the uid check on each

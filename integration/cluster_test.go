@@ -23,6 +23,24 @@ func TestClusterJoined(t *testing.T) {
 	startNode(t, node.Config{Name: "c", Cluster: name, URL: url})
 	rt := dialCluster(t, url, []string{"a", "b", "c"}, interpreters.WithCluster(name))
 	checkSpansNodes(t, rt, url, name, []string{"a", "b", "c"})
+
+	// A node's metrics say which node they are of.
+	mfs, err := a.Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	labelled := false
+	for _, mf := range mfs {
+		if mf.GetName() != "subinterp_interpreters_alive" {
+			continue
+		}
+		for _, l := range mf.GetMetric()[0].GetLabel() {
+			labelled = labelled || (l.GetName() == "node" && l.GetValue() == "a")
+		}
+	}
+	if !labelled {
+		t.Error(`node a's subinterp_interpreters_alive has no label node="a"`)
+	}
 }
 
 // TestClusterRouted: three daemons whose embedded NATS servers route to
