@@ -520,7 +520,7 @@ func (s *Server) queueList() []protocol.QueueEntry {
 	defer s.mu.Unlock()
 	out := make([]protocol.QueueEntry, len(qs))
 	for i, q := range qs {
-		out[i] = protocol.QueueEntry{ID: q.ID, MaxSize: q.MaxSize, Unbound: q.Unbound, Size: q.Size, Pinned: s.pins[q.ID]}
+		out[i] = protocol.QueueEntry{ID: q.ID, MaxSize: q.MaxSize, Unbound: q.Unbound, Size: q.Size, Pinned: s.pins[q.ID], Waiting: q.Waiting}
 	}
 	return out
 }

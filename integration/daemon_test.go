@@ -220,18 +220,18 @@ func TestDaemonShutdownEndsQueueWaits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	full, err := rt.CreateQueue(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := full.Put(1); err != nil {
+		t.Fatal(err)
+	}
 	get := start(func() (any, error) { return q.Get() })
-	putNowait := start(func() (any, error) {
-		full, err := rt.CreateQueue(1)
-		if err == nil {
-			err = full.Put(1)
-		}
-		if err == nil {
-			err = full.Put(2)
-		}
-		return nil, err
-	})
-	time.Sleep(50 * time.Millisecond) // most likely both wait by now; if not, they are refused
+	putNowait := start(func() (any, error) { return nil, full.Put(2) })
+	// Both wait in the daemon when the shutdown begins.
+	waitQueueWaiters(t, rt, q, 1)
+	waitQueueWaiters(t, rt, full, 1)
 	d.cancel()
 	for name, op := range map[string]*async{"the Get": get, "the Put into a full queue": putNowait} {
 		_, err := op.wait(t)

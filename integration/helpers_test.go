@@ -475,3 +475,50 @@ func newQueue(t *testing.T, rt *interpreters.Runtime) *interpreters.Queue {
 	}
 	return q
 }
+
+// waitQueueWaiters polls until n gets and puts are blocked on q (its
+// Waiting, as DescribeQueues reports it), failing the test after bounded:
+// what a test waits for before acting on a blocked get or put.
+func waitQueueWaiters(t *testing.T, rt *interpreters.Runtime, q *interpreters.Queue, n int) {
+	t.Helper()
+	deadline := time.Now().Add(bounded)
+	for {
+		qs, err := rt.DescribeQueues(t.Context())
+		if err != nil {
+			t.Fatalf("DescribeQueues: %v", err)
+		}
+		got := -1
+		for _, info := range qs {
+			if info.ID == q.ID() {
+				got = info.Waiting
+			}
+		}
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%v: %d waiting after %v, want %d", q, got, bounded, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// waitQueueSize polls until q holds at least n items, failing the test
+// after bounded.
+func waitQueueSize(t *testing.T, q *interpreters.Queue, n int) {
+	t.Helper()
+	deadline := time.Now().Add(bounded)
+	for {
+		got, err := q.QSize()
+		if err != nil {
+			t.Fatalf("%v.QSize: %v", q, err)
+		}
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%v holds %d items after %v, want at least %d", q, got, bounded, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -694,7 +694,7 @@ func TestLuaQueueGetCancelled(t *testing.T) {
 	defer cancel()
 	op := startExec(ctx, it, "reached = true; got = q:get(); after = true")
 	waitRunning(t, it, op.done)
-	time.Sleep(100 * time.Millisecond) // into the get
+	waitQueueWaiters(t, rt, q, 1) // the get has reached the queue
 	if op.finished() {
 		t.Fatalf("the exec returned before the cancel: %v", op.err)
 	}
@@ -713,8 +713,8 @@ func TestLuaQueueGetCancelled(t *testing.T) {
 	wantEqual(t, "state after the cancel", mustCall(t, it, "function() return before, reached, got, after end"),
 		interpreters.Tuple{"set", true, nil, nil})
 	wantRunning(t, it, false)
+	waitQueueWaiters(t, rt, q, 0) // the cancelled get has let go of the queue
 	qPut(t, q, "later")
-	time.Sleep(20 * time.Millisecond)
 	wantEqual(t, "an item put after the cancel", qGet(t, q), "later")
 	// The interpreter's queue handle still works.
 	qPut(t, q, "again")
@@ -749,7 +749,7 @@ func TestLuaBlockedGetWokenByInterpreter(t *testing.T) {
 	q := qNew(t, rt, 0)
 	th := waiter.CallInThread("function(q) return q:get({timeout = 10}) end", q)
 	waitRunning(t, waiter, th.Done())
-	time.Sleep(50 * time.Millisecond)
+	waitQueueWaiters(t, rt, q, 1) // the get waits: the put must wake it
 	mustCall(t, putter, `function(q) q:put({hello = "sibling"}) end`, q)
 	v, err := waitThread(t, th)
 	if err != nil {

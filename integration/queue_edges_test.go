@@ -66,7 +66,7 @@ func TestQueueKilledPutterUnbinds(t *testing.T) {
 		victim := create(t, rt)
 		p := pid(t, victim)
 		th := victim.CallInThread("function(q) local i = 0 while true do i = i + 1 q:put(i) end end", q)
-		time.Sleep(30 * time.Millisecond)
+		waitQueueSize(t, q, 1) // puts are under way
 		if err := syscall.Kill(p, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
@@ -88,9 +88,10 @@ func TestQueueOrderAfterDeadGetter(t *testing.T) {
 		victim, other := create(t, rt), create(t, rt)
 		vt := victim.CallInThread("function(q) return q:get() end", q)
 		waitRunning(t, victim, vt.Done())
+		waitQueueWaiters(t, rt, q, 1) // the victim's get is parked first
 		ot := other.CallInThread("function(q) return q:get() end", q)
 		waitRunning(t, other, ot.Done())
-		time.Sleep(10 * time.Millisecond) // both parked, victim first
+		waitQueueWaiters(t, rt, q, 2)
 		if err := syscall.Kill(pid(t, victim), syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}

@@ -462,7 +462,7 @@ func TestQueueBlockedGetWakes(t *testing.T) {
 				defer cancel()
 				return q.GetContext(ctx)
 			})
-			time.Sleep(50 * time.Millisecond)
+			waitQueueWaiters(t, rt, q, 1)
 			if op.finished() {
 				t.Fatalf("Get on an empty queue returned at once: %#v, %v", op.res, op.err)
 			}
@@ -493,7 +493,7 @@ func TestQueueBlockedPutWakes(t *testing.T) {
 		defer cancel()
 		return nil, q.PutContext(ctx, "second")
 	})
-	time.Sleep(50 * time.Millisecond)
+	waitQueueWaiters(t, rt, q, 1)
 	if op.finished() {
 		t.Fatalf("Put on a full queue returned at once: %v", op.err)
 	}
@@ -1111,14 +1111,14 @@ func TestQueueKilledGetterSwallowsNothing(t *testing.T) {
 	p := pid(t, victim)
 	th := victim.CallInThread("function(q) return q:get() end", q)
 	waitRunning(t, victim, th.Done())
-	time.Sleep(50 * time.Millisecond) // let it reach the get
+	waitQueueWaiters(t, rt, q, 1) // the get has reached the queue
 	if err := syscall.Kill(p, syscall.SIGKILL); err != nil {
 		t.Fatalf("kill: %v", err)
 	}
 	_, err := waitThread(t, th)
 	wantKilledExit(t, "the get under the kill", err, victim.ID())
+	waitQueueWaiters(t, rt, q, 0) // the dead worker's get is gone
 	qPut(t, q, "after")
-	time.Sleep(20 * time.Millisecond)
 	wantEqual(t, "the item put after the kill", qGet(t, q), "after")
 	waitGone(t, p)
 }
@@ -1444,7 +1444,8 @@ func TestQueueWaitersReleasedByRuntimeClose(t *testing.T) {
 	}
 	getter := start(func() (any, error) { return empty.Get() })
 	putter := start(func() (any, error) { return nil, full.Put(2) })
-	time.Sleep(50 * time.Millisecond)
+	waitQueueWaiters(t, rt, empty, 1)
+	waitQueueWaiters(t, rt, full, 1)
 	if getter.finished() || putter.finished() {
 		t.Fatalf("the waiters returned before the close: %v, %v", getter.err, putter.err)
 	}
@@ -1474,7 +1475,7 @@ func TestQueueRemovedItemsFreeRoom(t *testing.T) {
 		defer cancel()
 		return nil, q.PutContext(ctx, "host")
 	})
-	time.Sleep(50 * time.Millisecond)
+	waitQueueWaiters(t, rt, q, 1)
 	if op.finished() {
 		t.Fatalf("Put on a full queue returned at once: %v", op.err)
 	}

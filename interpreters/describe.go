@@ -44,6 +44,7 @@ type QueueInfo struct {
 	Size         int // items in the queue
 	UnboundItems UnboundMode
 	Pinned       bool // Pin holds it
+	Waiting      int  // gets and puts blocked on it now
 }
 
 // DescribeQueues describes every queue of the runtime, by ID, without

@@ -59,7 +59,7 @@ func (l *localBackend) DescribeQueues(context.Context) ([]QueueInfo, error) {
 	defer l.mu.Unlock()
 	out := make([]QueueInfo, len(qs))
 	for i, q := range qs {
-		out[i] = QueueInfo{ID: q.ID, MaxSize: q.MaxSize, Size: q.Size, UnboundItems: UnboundMode(q.Unbound), Pinned: l.pins[q.ID] > 0}
+		out[i] = QueueInfo{ID: q.ID, MaxSize: q.MaxSize, Size: q.Size, UnboundItems: UnboundMode(q.Unbound), Pinned: l.pins[q.ID] > 0, Waiting: q.Waiting}
 	}
 	return out, nil
 }

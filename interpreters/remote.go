@@ -543,7 +543,7 @@ func (r *remoteBackend) DescribeQueues(ctx context.Context) ([]QueueInfo, error)
 	}
 	out := make([]QueueInfo, len(entries))
 	for i, e := range entries {
-		out[i] = QueueInfo{ID: e.ID, MaxSize: e.MaxSize, Size: e.Size, UnboundItems: UnboundMode(e.Unbound), Pinned: e.Pinned > 0}
+		out[i] = QueueInfo{ID: e.ID, MaxSize: e.MaxSize, Size: e.Size, UnboundItems: UnboundMode(e.Unbound), Pinned: e.Pinned > 0, Waiting: e.Waiting}
 	}
 	return out, nil
 }

@@ -181,6 +181,8 @@ type QueueEntry struct {
 	Size     int
 	// Pinned counts the references the daemon holds itself.
 	Pinned int
+	// Waiting counts the gets and puts blocked on the queue now.
+	Waiting int
 }
 
 // ClientHello sends p as the hello request on rw and reads the answer. It

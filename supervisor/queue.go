@@ -34,6 +34,7 @@ type queue struct {
 	destroyed bool
 	changed   chan struct{} // closed and replaced on every change: wakes blocked getters and putters
 	parked    []*parkedGet  // workers' gets waiting while items is empty, oldest first
+	waiting   int           // gets and puts blocked on the queue now
 }
 
 // parkedGet is a worker's blocked get. The next put answers it itself,
@@ -69,6 +70,7 @@ type QueueInfo struct {
 	MaxSize int
 	Unbound protocol.UnboundMode
 	Size    int
+	Waiting int // gets and puts blocked on it now
 }
 
 type queues struct {
@@ -277,7 +279,7 @@ func (s *Supervisor) queue(id int64) (*queue, error) {
 func (q *queue) info() QueueInfo {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return QueueInfo{ID: q.id, MaxSize: q.maxsize, Unbound: q.unbound, Size: len(q.items)}
+	return QueueInfo{ID: q.id, MaxSize: q.maxsize, Unbound: q.unbound, Size: len(q.items), Waiting: q.waiting}
 }
 
 // Queue describes queue id.
@@ -372,19 +374,22 @@ func (s *Supervisor) QueuePut(ctx context.Context, id int64, data []byte, from i
 			return nil
 		}
 		wait := q.changed
-		q.mu.Unlock()
 		if !block {
+			q.mu.Unlock()
 			s.releaseRefs(refs)
 			return protocol.Errorf(protocol.CodeQueueFull, "queue %d is full", id)
 		}
+		q.waiting++
+		q.mu.Unlock()
 		select {
 		case <-wait:
-			// Room and the end of ctx can come together: a putter that gave
-			// up (or whose worker died) must not put after all.
-			if ctx.Err() == nil {
-				continue
-			}
 		case <-ctx.Done():
+		}
+		q.stopWaiting()
+		// Room and the end of ctx can come together: a putter that gave
+		// up (or whose worker died) must not put after all.
+		if ctx.Err() == nil {
+			continue
 		}
 		s.releaseRefs(refs)
 		return protocol.QueueWaitEnded(id, protocol.CodeQueueFull, ctx.Err())
@@ -495,7 +500,14 @@ func (s *Supervisor) queueGet(ctx context.Context, id int64, block bool, by int6
 			q.parked = append(q.parked, pg)
 			answered = pg.done
 		}
+		q.waiting++
 		q.mu.Unlock()
+		select {
+		case <-answered:
+		case <-wait:
+		case <-ctx.Done():
+		}
+		q.stopWaiting()
 		select {
 		case <-answered:
 			return QueueItem{}, errAnswered
@@ -517,6 +529,13 @@ func (s *Supervisor) queueGet(ctx context.Context, id int64, block bool, by int6
 		}
 		return QueueItem{}, protocol.QueueWaitEnded(id, protocol.CodeQueueEmpty, ctx.Err())
 	}
+}
+
+// stopWaiting counts a blocked get or put as no longer waiting.
+func (q *queue) stopWaiting() {
+	q.mu.Lock()
+	q.waiting--
+	q.mu.Unlock()
 }
 
 // errAnswered reports that a put has answered a parked get itself.

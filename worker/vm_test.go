@@ -739,7 +739,13 @@ func execCancelled(t *testing.T, vm *VM, src string) (error, time.Duration) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- vm.Exec(ctx, src) }()
-	time.Sleep(30 * time.Millisecond)
+	// Cancel once the call runs under its interrupt context, so the
+	// interrupt stops running Lua rather than the call's start.
+	for deadline := time.Now().Add(10 * time.Second); vm.ic.Load() == nil; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: the call did not start", src)
+		}
+	}
 	start := time.Now()
 	cancel()
 	select {
