@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"syscall"
@@ -75,7 +76,37 @@ func BenchmarkRoundTrip(b *testing.B) {
 			}
 		}
 	})
+	// One op is one Lua call of an empty host function: a request on the
+	// call channel and its answer, the script's side of the floor's echo.
+	b.Run("subinterp-host-function", func(b *testing.B) { benchHostFunc(b, false) })
+	// In a call with a deadline each host function runs on a goroutine of
+	// its own, which the call need not wait for past its end.
+	b.Run("subinterp-host-function-deadline", func(b *testing.B) { benchHostFunc(b, true) })
 }
+
+func benchHostFunc(b *testing.B, deadline bool) {
+	rt := interpreters.New(interpreters.WithFunc("empty", func(context.Context, ...any) (any, error) { return nil, nil }))
+	defer rt.Close()
+	interp, err := rt.Create()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.Background(), context.CancelFunc(func() {})
+	if deadline {
+		ctx, cancel = context.WithTimeout(ctx, time.Hour)
+	}
+	defer cancel()
+	if _, err := interp.CallContext(ctx, hostLoop, 1); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	if _, err := interp.CallContext(ctx, hostLoop, b.N); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// hostLoop calls the host function "empty" n times.
+const hostLoop = `function(n) local f = require("host").empty for _ = 1, n do f() end end`
 
 // BenchmarkBusy8 measures calls with 8 callers at once, each on an
 // interpreter of its own, beside the floor with 8 raw connections; ns/op is

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"sort"
@@ -59,30 +60,37 @@ func BenchmarkReport(b *testing.B) {
 	defer cold.Close()
 	handoff, stopRelay := startRelay(b, rt)
 	defer stopRelay()
+	hostCalls := hostRoundTrips(b, rt, false)
+	hostCallsTimed := hostRoundTrips(b, rt, true)
 
 	var created []*interpreters.Interpreter // closed outside the timed spans
 	type variant struct {
 		name string
 		op   func(i int) error
 		n    int
+		// batch, when set, measures n operations itself (ones that cannot
+		// be timed from outside one at a time) in place of op.
+		batch func(n int) ([]time.Duration, error)
 	}
 	variants := []variant{
-		{"floor: raw unix msgpack round trip", func(i int) error { _, err := rawConn.Echo(int64(i)); return err }, calls},
-		{"go-plugin net/rpc round trip", func(i int) error { _, err := plug.Echo(int64(i)); return err }, calls},
-		{"in-process gopher-lua call", func(i int) error { _, err := lua.Call(int64(i)); return err }, calls},
-		{"subinterp Call round trip", func(i int) error { _, err := interp.Call("echo", i); return err }, calls},
-		{"subinterp queue hand-off via a Lua relay", handoff, calls},
-		{"go-plugin launch + first call + kill", func(int) error { return baseline.LaunchPlugin() }, launches},
+		{"floor: raw unix msgpack round trip", func(i int) error { _, err := rawConn.Echo(int64(i)); return err }, calls, nil},
+		{"go-plugin net/rpc round trip", func(i int) error { _, err := plug.Echo(int64(i)); return err }, calls, nil},
+		{"in-process gopher-lua call", func(i int) error { _, err := lua.Call(int64(i)); return err }, calls, nil},
+		{"subinterp Call round trip", func(i int) error { _, err := interp.Call("echo", i); return err }, calls, nil},
+		{name: "subinterp host function round trip", n: calls, batch: hostCalls},
+		{name: "subinterp host function, call with deadline", n: calls, batch: hostCallsTimed},
+		{"subinterp queue hand-off via a Lua relay", handoff, calls, nil},
+		{"go-plugin launch + first call + kill", func(int) error { return baseline.LaunchPlugin() }, launches, nil},
 		{"subinterp Create, cold", func(int) error {
 			it, err := cold.Create()
 			created = append(created, it)
 			return err
-		}, launches},
+		}, launches, nil},
 		{"subinterp Create, warm spare", func(int) error {
 			it, err := rt.Create()
 			created = append(created, it)
 			return err
-		}, launches},
+		}, launches, nil},
 	}
 	p50 := make(map[string][]time.Duration)
 	p99 := make(map[string][]time.Duration)
@@ -90,7 +98,13 @@ func BenchmarkReport(b *testing.B) {
 	for r := 0; r < rounds; r++ {
 		for _, v := range variants {
 			lat := make([]time.Duration, 0, v.n)
-			for i := 0; i < v.n; i++ {
+			if v.batch != nil {
+				var err error
+				if lat, err = v.batch(v.n); err != nil {
+					b.Fatalf("%s: %v", v.name, err)
+				}
+			}
+			for i := 0; v.batch == nil && i < v.n; i++ {
 				if strings.Contains(v.name, "warm spare") {
 					waitSpare(rt) // measure the claim, not the refill
 				}
@@ -124,6 +138,8 @@ func BenchmarkReport(b *testing.B) {
 	fmt.Fprintf(&out, "\n| ratio (p50) | value | target |\n|---|---:|---:|\n")
 	fmt.Fprintf(&out, "| Call ÷ floor | %.2f | ≤ 1.30 |\n", ratio("subinterp Call round trip", "floor: raw unix msgpack round trip"))
 	fmt.Fprintf(&out, "| Call ÷ go-plugin net/rpc | %.2f | ≤ 0.75 |\n", ratio("subinterp Call round trip", "go-plugin net/rpc round trip"))
+	fmt.Fprintf(&out, "| host function ÷ floor | %.2f | ≤ 1.30 |\n", ratio("subinterp host function round trip", "floor: raw unix msgpack round trip"))
+	fmt.Fprintf(&out, "| host function in a call with a deadline ÷ floor | %.2f | (its own goroutine) |\n", ratio("subinterp host function, call with deadline", "floor: raw unix msgpack round trip"))
 	fmt.Fprintf(&out, "| queue hand-off ÷ floor | %.2f | ≤ 1.50 |\n", ratio("subinterp queue hand-off via a Lua relay", "floor: raw unix msgpack round trip"))
 	fmt.Fprintf(&out, "| cold Create ÷ go-plugin launch | %.2f | ≤ 1.00 |\n", ratio("subinterp Create, cold", "go-plugin launch + first call + kill"))
 	fmt.Fprintf(&out, "| warm Create p50 | %s | ≤ 0.5ms |\n", median(p50["subinterp Create, warm spare"]).Round(10*time.Microsecond))
@@ -264,4 +280,38 @@ func envInt(name string, def int) int {
 		return n
 	}
 	return def
+}
+
+// hostRoundTrips returns the report's measure of a Lua call of an empty
+// host function: one Call runs n+1 of them in a loop, the host function
+// notes when each arrives, and the gap between arrivals is one round trip
+// as the host sees it (its answer to the worker, the loop's next step,
+// the worker's next request), the script's side of the floor's echo. With
+// deadline the Call has one, and each host function runs on a goroutine of
+// its own, which a call that can end must not wait on beyond its end.
+func hostRoundTrips(b *testing.B, rt *interpreters.Runtime, deadline bool) func(n int) ([]time.Duration, error) {
+	var arrivals []time.Time
+	it, err := rt.Create(interpreters.WithFunc("empty", func(context.Context, ...any) (any, error) {
+		arrivals = append(arrivals, time.Now()) // calls from one interpreter never overlap
+		return nil, nil
+	}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return func(n int) ([]time.Duration, error) {
+		arrivals = make([]time.Time, 0, n+1)
+		ctx, cancel := context.Background(), context.CancelFunc(func() {})
+		if deadline {
+			ctx, cancel = context.WithTimeout(ctx, time.Hour)
+		}
+		defer cancel()
+		if _, err := it.CallContext(ctx, hostLoop, n+1); err != nil {
+			return nil, err
+		}
+		lat := make([]time.Duration, n)
+		for i := range lat {
+			lat[i] = arrivals[i+1].Sub(arrivals[i])
+		}
+		return lat, nil
+	}
 }

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sort"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -61,7 +62,18 @@ func (s *Supervisor) hostCallbacks(it *interp, hs map[string]protocol.Handler) {
 			args = []byte{0x90} // no arguments
 		}
 		s.deliver(0, args) // the queues in args are the host's now
-		res, err := runHostFunc(ctx, fn, args)
+		var res []byte
+		var err error
+		if ctx.Value(endlessKey{}) != nil {
+			// A call nothing can cancel and no deadline bounds has nothing
+			// to end it early but its worker's death, and the worker waits
+			// for this answer: fn runs on the call's own goroutine, with
+			// no hand-off. Its ctx still ends should the worker die.
+			res, err = fn(ctx, args)
+			err = hostError(err)
+		} else {
+			res, err = runHostFunc(ctx, fn, args)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -82,6 +94,10 @@ func (s *Supervisor) hostCallbacks(it *interp, hs map[string]protocol.Handler) {
 	})
 }
 
+// endlessKey marks the context of a call that has no deadline and cannot
+// be cancelled.
+type endlessKey struct{}
+
 // runHostFunc runs fn on a goroutine of its own and waits for it or for
 // ctx, whichever ends first: a host function that ignores its context
 // cannot keep the call from ending, and what it returns late is dropped.
@@ -95,17 +111,40 @@ func runHostFunc(ctx context.Context, fn HostFunc, args []byte) ([]byte, error) 
 		res, err := fn(ctx, args)
 		done <- result{res, err}
 	}()
-	select {
-	case r := <-done:
-		if r.err != nil {
-			var pe *protocol.Error
-			if errors.As(r.err, &pe) {
-				return nil, pe
-			}
-			return nil, &protocol.Error{Code: protocol.CodeHostError, Msg: r.err.Error()}
+	var r result
+	for range handOffYields {
+		select {
+		case r = <-done:
+			return r.res, hostError(r.err)
+		default:
 		}
-		return r.res, nil
+		runtime.Gosched()
+	}
+	select {
+	case r = <-done:
+		return r.res, hostError(r.err)
 	case <-ctx.Done():
 		return nil, protocol.AsError(ctx.Err())
 	}
+}
+
+// handOffYields is how many times the goroutine waiting for a host
+// function yields to it before it parks. Most host functions return in
+// microseconds; yielding lets one run on the waiting goroutine's thread and
+// come back without either goroutine parking, which would cost a wake-up
+// across threads each way.
+const handOffYields = 16
+
+// hostError is the error a host function returned, as the wire carries
+// it: a *protocol.Error as it is (a result that cannot be copied), any
+// other as a HostError with its text.
+func hostError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var pe *protocol.Error
+	if errors.As(err, &pe) {
+		return pe
+	}
+	return &protocol.Error{Code: protocol.CodeHostError, Msg: err.Error()}
 }
