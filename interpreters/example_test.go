@@ -1,6 +1,7 @@
 package interpreters_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -79,4 +80,55 @@ func ExampleInterpreter_PrepareMain() {
 	// Output:
 	// hello, world
 	// hello, world
+}
+
+// WithFunc gives scripts a Go function to call through require("host").
+// It runs in the host; its arguments and results cross by copy, and its
+// error is a HostError the script can catch.
+func ExampleWithFunc() {
+	prices := map[string]float64{"apple": 0.5, "pear": 0.75}
+	rt := interpreters.New(interpreters.WithFunc("price", func(_ context.Context, args ...any) (any, error) {
+		name, _ := args[0].(string)
+		p, ok := prices[name]
+		if !ok {
+			return nil, fmt.Errorf("no price for %q", name)
+		}
+		return p, nil
+	}))
+	defer rt.Close()
+	interp, err := rt.Create()
+	if err != nil {
+		panic(err)
+	}
+	err = interp.Exec(`
+		local host = require("host")
+		print(host.price("apple") * 4)
+		local ok, e = pcall(host.price, "plum")
+		print(ok, e.type, e.msg)`)
+	if err != nil {
+		panic(err)
+	}
+	// Output:
+	// 2
+	// false	HostError	no price for "plum"
+}
+
+// WithModule gives scripts a Lua module of the host's: require runs it once
+// per interpreter, in the interpreter's sandbox, and keeps what it returns.
+func ExampleWithModule() {
+	rt := interpreters.New(interpreters.WithModule("text", `
+		local M = {}
+		function M.title(s) return (s:gsub("^%l", string.upper)) end
+		return M`))
+	defer rt.Close()
+	interp, err := rt.Create()
+	if err != nil {
+		panic(err)
+	}
+	v, err := interp.Call(`function(s) return require("text").title(s) end`, "hello")
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(v)
+	// Output: Hello
 }
