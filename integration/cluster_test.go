@@ -2,12 +2,15 @@ package integration
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/subinterp/subinterp/cluster/node"
+	"github.com/subinterp/subinterp/internal/testcert"
 	"github.com/subinterp/subinterp/interpreters"
 )
 
@@ -45,9 +48,17 @@ func TestClusterJoined(t *testing.T) {
 
 // TestClusterRouted: three daemons whose embedded NATS servers route to
 // one another form one cluster; a client connected to any one server
-// reaches the interpreters of every node.
+// reaches the interpreters of every node. Clients and routes speak TLS
+// and present a token.
 func TestClusterRouted(t *testing.T) {
 	t.Parallel()
+	srvTLS, caPEM, err := testcert.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	clientTLS := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	name := newClusterName()
 	names := []string{"a", "b", "c"}
 	ports := []int{freePort(t), freePort(t), freePort(t)}
@@ -60,16 +71,23 @@ func TestClusterRouted(t *testing.T) {
 		nodes = append(nodes, startNode(t, node.Config{
 			Name: n, Cluster: name, Embed: "127.0.0.1:-1",
 			RouteListen: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: routes,
+			Token: "s3cret", ServerTLS: srvTLS, TLS: clientTLS,
 		}))
 	}
 	// Through the server embedded in c: requests to a and b cross routes.
 	url := nodes[2].node.ClientURL()
-	rt := dialCluster(t, url, names, interpreters.WithCluster(name))
-	checkSpansNodes(t, rt, url, name, names)
+	if !strings.HasPrefix(url, "tls://") {
+		t.Fatalf("the embedded server serves %s, want TLS", url)
+	}
+	auth := []interpreters.Option{interpreters.WithToken("s3cret"), interpreters.WithTLS(clientTLS)}
+	_, err = interpreters.Dial(context.Background(), url, interpreters.WithCluster(name), interpreters.WithTLS(clientTLS))
+	wantErr(t, "Dial without the token", err, interpreters.ErrUnavailable)
+	rt := dialCluster(t, url, names, append(auth, interpreters.WithCluster(name))...)
+	checkSpansNodes(t, rt, url, name, names, auth...)
 }
 
 // checkSpansNodes is what both three-node clusters must show.
-func checkSpansNodes(t *testing.T, rt *interpreters.Runtime, url, cluster string, names []string) {
+func checkSpansNodes(t *testing.T, rt *interpreters.Runtime, url, cluster string, names []string, auth ...interpreters.Option) {
 	t.Helper()
 	// Least-loaded placement spreads a burst over every node.
 	perNode := map[string][]*interpreters.Interpreter{}
@@ -125,7 +143,7 @@ func checkSpansNodes(t *testing.T, rt *interpreters.Runtime, url, cluster string
 
 	// Another client sees the same runtime: ListAll across nodes, Lookup
 	// finds each on its node.
-	other := dialCluster(t, url, names, interpreters.WithCluster(cluster))
+	other := dialCluster(t, url, names, append(auth, interpreters.WithCluster(cluster))...)
 	listed := listAll(t, other)
 	ids := map[int64]string{}
 	for _, it := range listed[1:] {

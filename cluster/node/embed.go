@@ -1,6 +1,7 @@
 package node
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/url"
@@ -46,7 +47,7 @@ func startServer(c Config) (*server.Server, error) {
 			return nil, fmt.Errorf("route address %q: %v", c.RouteListen, err)
 		}
 		o.Cluster = server.ClusterOpts{
-			Name: c.Cluster, Host: rhost, Port: rport, TLSConfig: c.ServerTLS,
+			Name: c.Cluster, Host: rhost, Port: rport, TLSConfig: routeTLS(c),
 			// A silent partition shows as no routes within seconds, which
 			// is what the node fences on.
 			PingInterval: time.Second, MaxPingsOut: 2,
@@ -79,6 +80,21 @@ func startServer(c Config) (*server.Server, error) {
 		return nil, fmt.Errorf("embedded NATS server did not start on %s (see the log)", c.Embed)
 	}
 	return ns, nil
+}
+
+// routeTLS is the TLS of routes, which each server both accepts and
+// dials: its certificate to show, and the CA (--tls-ca) to verify its
+// peers' with.
+func routeTLS(c Config) *tls.Config {
+	if c.ServerTLS == nil {
+		return nil
+	}
+	t := c.ServerTLS.Clone()
+	if c.TLS != nil {
+		t.RootCAs = c.TLS.RootCAs
+		t.ClientCAs = c.TLS.RootCAs
+	}
+	return t
 }
 
 func splitPort(hostport string) (string, int, error) {
