@@ -46,6 +46,9 @@ type ClientConfig struct {
 	// Notify receives each notification a node sends (output, restart
 	// notices), in order, before the answer of the request that caused it.
 	Notify func(node, method string, body []byte)
+	// Serve answers a node's request of the client (a host function
+	// call); each runs on a goroutine of its own.
+	Serve func(ctx context.Context, node, method string, body []byte) (any, error)
 }
 
 // Client is one connection to a cluster: it tracks the live nodes from
@@ -70,6 +73,10 @@ type Client struct {
 	heard     chan struct{} // closed when the first node answers
 	heardOnce sync.Once
 	done      chan struct{}
+	// life ends when the client closes: the context of the requests it
+	// serves.
+	life context.Context
+	end  context.CancelFunc
 }
 
 type nodeState struct {
@@ -110,6 +117,7 @@ func Connect(ctx context.Context, url string, cfg ClientConfig) (*Client, error)
 		lost: make(map[string]bool), located: make(map[int64]instance), connected: true,
 		heard: make(chan struct{}), done: make(chan struct{}),
 	}
+	c.life, c.end = context.WithCancel(context.Background())
 	opts := []nats.Option{
 		nats.Name("subinterp client"),
 		nats.MaxReconnects(-1),
@@ -197,6 +205,7 @@ func (c *Client) shut(why string) {
 	ps := c.pending
 	c.pending = make(map[uint64]*pending)
 	close(c.done)
+	c.end()
 	c.mu.Unlock()
 	for _, p := range ps {
 		p.finish(nil, protocol.Errorf(protocol.CodeUnavailable, "%s", why))
@@ -322,6 +331,9 @@ func (c *Client) answer(m *nats.Msg) {
 			c.cfg.Notify(m.Header.Get(HdrNode), m.Header.Get(HdrMethod), m.Data)
 		}
 		return
+	case KindCall:
+		go c.serve(m)
+		return
 	}
 	call, err := strconv.ParseUint(m.Header.Get(HdrCall), 10, 64)
 	if err != nil {
@@ -344,6 +356,33 @@ func (c *Client) answer(m *nats.Msg) {
 		return
 	}
 	p.finish(m.Data, nil)
+}
+
+// serve answers a node's request with ClientConfig.Serve. The node bounds
+// the request itself (its params carry the deadline); closing the client
+// ends it too.
+func (c *Client) serve(m *nats.Msg) {
+	if m.Reply == "" {
+		return
+	}
+	var res any
+	err := error(protocol.Errorf(protocol.CodeProtocol, "this client serves no %q", m.Header.Get(HdrMethod)))
+	if c.cfg.Serve != nil {
+		res, err = c.cfg.Serve(c.life, m.Header.Get(HdrNode), m.Header.Get(HdrMethod), m.Data)
+	}
+	r := nats.NewMsg(m.Reply)
+	if err == nil {
+		if r.Data, err = msgpack.Marshal(res); err != nil {
+			err = protocol.Errorf(protocol.CodeProtocol, "encode the answer: %v", err)
+		}
+	}
+	if err != nil {
+		r.Header.Set(HdrKind, KindErr)
+		r.Data, _ = msgpack.Marshal(protocol.AsError(err))
+	} else {
+		r.Header.Set(HdrKind, KindOK)
+	}
+	_ = c.nc.PublishMsg(r)
 }
 
 // Request sends one control request to node and waits for its answer: the

@@ -27,6 +27,7 @@ const (
 	KindErr    = "err"    // a request's failure: a msgpack protocol.Error
 	KindNote   = "note"   // a notification (output, restart), ahead of the answer it precedes
 	KindStatus = "status" // a node's Status, in answer to a ping
+	KindCall   = "call"   // a node's request of the client (a host function call), answered on its reply subject
 )
 
 // validName is what a cluster or node name may be: one subject token, and

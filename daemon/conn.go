@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"net"
 	"sync"
 	"time"
@@ -21,6 +22,9 @@ type conn struct {
 	// notify sends the client a notification (output, restart notices)
 	// ahead of the answer of the request in progress.
 	notify func(method string, params any) error
+	// call, when set, makes a request of a client that has no peer (a
+	// Session's).
+	call func(ctx context.Context, method string, params any) ([]byte, error)
 
 	mu     sync.Mutex
 	refs   map[int64]int // queue references this connection holds, released when it closes

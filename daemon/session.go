@@ -16,13 +16,22 @@ type Session struct {
 	hs map[string]protocol.Handler
 }
 
+// Client is how a session reaches its client.
+type Client interface {
+	// Notify sends a notification (output, restart notices). A call sends
+	// its output through it before it returns, so a transport that keeps
+	// the order of notifications and of the answer that follows keeps the
+	// output ahead of the answer.
+	Notify(method string, params any) error
+	// Call makes a request of the client (a host function call) and waits
+	// for its msgpack answer or its *protocol.Error; a client that is gone
+	// is protocol.CodeClosed.
+	Call(ctx context.Context, method string, params any) ([]byte, error)
+}
+
 // NewSession starts a session for the client called name (in logs).
-// notify sends the client a notification (output, restart notices); a call
-// sends its output through it before it returns, so a transport that keeps
-// the order of notify and of the answer that follows keeps the output
-// ahead of the answer.
-func (s *Server) NewSession(name string, notify func(method string, params any) error) *Session {
-	c := &conn{s: s, id: s.nextConn.Add(1), refs: make(map[int64]int), ready: make(chan struct{}), notify: notify}
+func (s *Server) NewSession(name string, client Client) *Session {
+	c := &conn{s: s, id: s.nextConn.Add(1), refs: make(map[int64]int), ready: make(chan struct{}), notify: client.Notify, call: client.Call}
 	c.log = s.log.With("conn", c.id, "remote", name)
 	close(c.ready)
 	return &Session{c: c, hs: c.handlers()}

@@ -141,6 +141,13 @@ func checkSpansNodes(t *testing.T, rt *interpreters.Runtime, url, cluster string
 		t.Errorf("the Lua-made interpreter got ID %d, already given", child)
 	}
 
+	// A host function runs in the client that gave it, whatever the node.
+	twice := interpreters.WithFunc("twice", func(_ context.Context, args ...any) (any, error) {
+		return args[0].(int64) * 2, nil
+	})
+	hosted := create(t, rt, twice, interpreters.WithNode(names[2]))
+	wantEqual(t, "a host function called from a node", mustCall(t, hosted, `function(x) return require("host").twice(x) end`, 21), int64(42))
+
 	// Another client sees the same runtime: ListAll across nodes, Lookup
 	// finds each on its node.
 	other := dialCluster(t, url, names, append(auth, interpreters.WithCluster(cluster))...)

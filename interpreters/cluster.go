@@ -93,6 +93,12 @@ func dialCluster(ctx context.Context, addr string, o options) (*clusterBackend, 
 	c, err := cluster.Connect(ctx, addr, cluster.ClientConfig{
 		Cluster: o.cluster, Token: o.token, TLS: o.tls, CredsFile: o.creds,
 		Notify: func(node, method string, body []byte) { cb.node(node).notify(method, body) },
+		Serve: func(ctx context.Context, node, method string, body []byte) (any, error) {
+			if method != protocol.MethodHostCall {
+				return nil, protocol.Errorf(protocol.CodeProtocol, "a cluster client serves no %q", method)
+			}
+			return protocol.Handle(cb.node(node).host.serve)(ctx, body)
+		},
 	})
 	if err != nil {
 		return nil, fromWire(err)

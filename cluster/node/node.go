@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -258,20 +259,63 @@ func (n *Node) session(d *daemon.Server, client, inbox string) *daemon.Session {
 	if ss := n.sessions[client]; ss != nil {
 		return ss
 	}
-	ss := d.NewSession("cluster client "+client, func(method string, params any) error {
-		body, err := msgpack.Marshal(params)
-		if err != nil {
-			return err
-		}
-		m := nats.NewMsg(inbox)
-		m.Header.Set(cluster.HdrKind, cluster.KindNote)
-		m.Header.Set(cluster.HdrNode, n.cfg.Name)
-		m.Header.Set(cluster.HdrMethod, method)
-		m.Data = body
-		return n.nc.PublishMsg(m)
-	})
+	ss := d.NewSession("cluster client "+client, &clientInbox{n: n, inbox: inbox})
 	n.sessions[client] = ss
 	return ss
+}
+
+// clientInbox reaches a client through its inbox.
+type clientInbox struct {
+	n     *Node
+	inbox string
+}
+
+func (c *clientInbox) msg(kind, method string, params any) (*nats.Msg, error) {
+	body, err := msgpack.Marshal(params)
+	if err != nil {
+		return nil, err
+	}
+	m := nats.NewMsg(c.inbox)
+	m.Header.Set(cluster.HdrKind, kind)
+	m.Header.Set(cluster.HdrNode, c.n.cfg.Name)
+	m.Header.Set(cluster.HdrMethod, method)
+	m.Data = body
+	return m, nil
+}
+
+func (c *clientInbox) Notify(method string, params any) error {
+	m, err := c.msg(cluster.KindNote, method, params)
+	if err != nil {
+		return err
+	}
+	return c.n.nc.PublishMsg(m)
+}
+
+// Call asks the client and waits for its answer, on an inbox of the
+// node's. A client that is gone has no subscription left: NATS says so at
+// once.
+func (c *clientInbox) Call(ctx context.Context, method string, params any) ([]byte, error) {
+	m, err := c.msg(cluster.KindCall, method, params)
+	if err != nil {
+		return nil, protocol.Errorf(protocol.CodeInvalidArgument, "%s: encode params: %v", method, err)
+	}
+	r, err := c.n.nc.RequestMsgWithContext(ctx, m)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return nil, protocol.Errorf(protocol.CodeClosed, "the client is gone")
+	case err != nil && ctx.Err() != nil:
+		return nil, protocol.AsError(ctx.Err())
+	case err != nil:
+		return nil, protocol.Errorf(protocol.CodeClosed, "no answer from the client: %v", err)
+	}
+	if r.Header.Get(cluster.HdrKind) == cluster.KindErr {
+		var e protocol.Error
+		if err := msgpack.Unmarshal(r.Data, &e); err != nil {
+			return nil, protocol.Errorf(protocol.CodeProtocol, "malformed error from the client: %v", err)
+		}
+		return nil, &e
+	}
+	return r.Data, nil
 }
 
 // serveRequest runs one request through the daemon's handlers and sends
