@@ -184,7 +184,7 @@ func (st *statusServer) guard(next http.Handler) http.Handler {
 // page serves the status page, filled with a fresh snapshot: it reads
 // without script, which only keeps it up to date and runs the actions.
 func (st *statusServer) page(w http.ResponseWriter, r *http.Request) {
-	v := st.snapshot(r.Context())
+	v := st.snapshot()
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	if err := statusTemplates.ExecuteTemplate(w, "page", v); err != nil {
 		st.s.log.Debug("status page write failed", "error", err)
@@ -205,7 +205,7 @@ func (st *statusServer) events(w http.ResponseWriter, r *http.Request) {
 		st.mu.Lock()
 		bumped := st.bumped
 		st.mu.Unlock()
-		b, err := json.Marshal(st.snapshot(r.Context()).sections())
+		b, err := json.Marshal(st.snapshot().sections())
 		if err != nil {
 			return
 		}
@@ -227,14 +227,15 @@ func (st *statusServer) events(w http.ResponseWriter, r *http.Request) {
 
 // snapshot returns the daemon's state, taken anew at most once per
 // statusInterval or action: every viewer shares it, so viewers add no
-// load on the workers.
-func (st *statusServer) snapshot(ctx context.Context) *statusView {
+// load on the workers. It is taken under the daemon's context, not the
+// viewer's: a viewer leaving midway spoils it for no one.
+func (st *statusServer) snapshot() *statusView {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.snap != nil && time.Since(st.at) < statusInterval {
 		return st.snap
 	}
-	st.snap, st.at = st.s.statusView(ctx), time.Now()
+	st.snap, st.at = st.s.statusView(st.s.drainCtx), time.Now()
 	return st.snap
 }
 
