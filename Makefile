@@ -8,7 +8,7 @@ SOAK     ?= 5m
 SOAKTIMEOUT ?= 6h
 STRESS   ?= 5
 
-.PHONY: help build test stress lint vet fmt-check fuzz bench soak load thousand clean
+.PHONY: help build test stress lint vet fmt-check fuzz bench soak load thousand tenthousand clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -45,8 +45,11 @@ bench: ## the report table (subinterp beside its baselines, one run) and its plo
 load: ## the daemon under full load: 200 interpreters, 8 clients, 30 s, then shutdown mid-load
 	SUBINTERP_LOAD=1 $(GO) test -count=1 -run '^TestDaemonLoad$$' -v -timeout 10m ./integration/
 
-thousand: ## 1,000 live interpreters at once: every one called and listed, ≤ 3 MiB private each, nothing left after
-	SUBINTERP_THOUSAND=1 $(GO) test -count=1 -run '^TestThousandInterpreters$$' -v -timeout 10m ./integration/
+thousand: ## 1,000 live interpreters at once: every one called and listed, idle cost per interpreter measured against its goals, nothing left after
+	SUBINTERP_THOUSAND=1 $(GO) test -count=1 -run '^TestThousandInterpreters$$' -v -timeout 10m ./integration/density/
+
+tenthousand: ## 10,000 live interpreters at once, as thousand (needs kernel.pid_max of 64,096 or more; raises RLIMIT_NOFILE as far as it may)
+	SUBINTERP_TENTHOUSAND=1 $(GO) test -count=1 -run '^TestTenThousandInterpreters$$' -v -timeout 60m ./integration/density/
 
 soak: ## chaos soak: 32 interpreters under random faults and kills for SOAK (default 5m)
 	SUBINTERP_SOAK=$(SOAK) $(GO) test -race -count=1 -timeout $(SOAKTIMEOUT) -run '^TestChaos$$' -v ./integration/

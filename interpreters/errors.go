@@ -136,6 +136,23 @@ func (e *WorkerExitError) Is(target error) bool {
 	return target == ErrInterpreter || (e.limit != nil && target == e.limit)
 }
 
+// ResourceError reports that Create could not start a worker because the
+// machine ran out of something it needs. It matches ErrInterpreter; the
+// interpreters already running carry on.
+type ResourceError struct {
+	// Resource is what ran out: "processes" (pid_max, RLIMIT_NPROC, a
+	// cgroup's pids.max), "threads", "file descriptors" (RLIMIT_NOFILE,
+	// which the Go runtime raises to its hard limit at start, or the
+	// system's file table) or "memory".
+	Resource string
+	Msg      string
+}
+
+func (e *ResourceError) Error() string { return e.Msg }
+
+// Is makes a ResourceError match ErrInterpreter.
+func (e *ResourceError) Is(target error) bool { return target == ErrInterpreter }
+
 var codeSentinels = map[protocol.Code]error{
 	protocol.CodeInterpreter:      ErrInterpreter,
 	protocol.CodeNotFound:         ErrInterpreterNotFound,
@@ -173,6 +190,8 @@ func fromWire(err error) error {
 			Errdisplay:    e.Errdisplay,
 			limit:         codeSentinels[e.Cause],
 		}
+	case protocol.CodeResource:
+		return &ResourceError{Resource: e.Resource, Msg: e.Msg}
 	case protocol.CodeWorkerExit:
 		return &WorkerExitError{
 			InterpreterID: e.InterpreterID,

@@ -33,6 +33,15 @@ const (
 	CodeVersion          Code = "version"           // the peers speak different protocol versions
 	CodeUnavailable      Code = "unavailable"       // the service cannot take the call now
 	CodeNodeLost         Code = "node_lost"         // the cluster node hosting the interpreter was lost
+	CodeResource         Code = "resource"          // the machine ran out of what a new worker needs (Resource set)
+)
+
+// The resources whose exhaustion fails a Create, as Error.Resource says.
+const (
+	ResourceProcesses   = "processes"        // no process could be forked: pid_max, RLIMIT_NPROC, a cgroup's pids.max
+	ResourceThreads     = "threads"          // the new worker could not start its threads
+	ResourceDescriptors = "file descriptors" // RLIMIT_NOFILE or the system's file table
+	ResourceMemory      = "memory"           // no memory for the new process
 )
 
 // Error is the one error type that crosses the wire. Fields beyond Code and
@@ -51,6 +60,8 @@ type Error struct {
 	ExitCode   int    `msgpack:"exit_code,omitempty"`
 	Signal     string `msgpack:"signal,omitempty"`
 	StderrTail string `msgpack:"stderr_tail,omitempty"`
+	// Resource is the resource that ran out, for CodeResource.
+	Resource string `msgpack:"resource,omitempty"`
 	// InterpreterID is the interpreter the error happened in, when known.
 	InterpreterID int64 `msgpack:"interp,omitempty"`
 }

@@ -229,7 +229,7 @@ func (s *Supervisor) create(ctx context.Context, opts CreateOptions, root int64)
 	it.wcfg.HostFuncs, it.wcfg.Modules = it.hosting.workerNames()
 	proc, err := s.spawn(ctx, it)
 	if err != nil {
-		return 0, &protocol.Error{Code: protocol.CodeInterpreter, Msg: "interpreter creation failed: " + err.Error()}
+		return 0, creationFailed(err)
 	}
 	it.proc.Store(proc)
 

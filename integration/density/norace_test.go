@@ -1,0 +1,5 @@
+//go:build !race
+
+package density
+
+const raceEnabled = false
