@@ -19,4 +19,10 @@
 // string-keyed maps. Results come back normalised: integral numbers as
 // int64, strings and []byte as string, Lua arrays as []any, Lua tables with
 // string keys as map[string]any.
+//
+// A host decides what its scripts may use beyond pure Lua: WithFunc gives
+// them Go functions (require("host")), WithModule Lua modules, and
+// WithConfined walls each script in, so that scripts of different owners
+// can share one runtime or one daemon. require("json") maps values as the
+// codec does.
 package interpreters

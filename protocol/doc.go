@@ -9,8 +9,9 @@
 // cancelled with a "$cancel" notification carrying its id. Between a
 // supervisor and a worker, calls travel on a second connection, the call
 // channel (CallConn), which carries one call at a time and the worker's
-// requests back to its supervisor (queues, nested interpreters) made while
-// that call runs.
+// requests back to its supervisor (queues, nested interpreters, host
+// functions and modules) made while that call runs. A client's control session with a daemon is symmetric
+// too: the daemon calls a client's host functions back on it.
 //
 // No other package defines wire types. Values cross as msgpack produced and
 // checked by this package's codec, so what a worker accepts and what a host
