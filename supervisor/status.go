@@ -24,6 +24,11 @@ type InterpStatus struct {
 	Limits Limits
 }
 
+// info is what List says of it.
+func (it *interp) info() Info {
+	return Info{ID: it.id, Pid: it.p().pid(), Created: it.created, Running: it.running.Load() || it.restarting.Load(), Calls: it.calls.Load()}
+}
+
 // Statuses describes the live interpreters, oldest first.
 func (s *Supervisor) Statuses() []InterpStatus {
 	s.mu.RLock()
@@ -32,10 +37,9 @@ func (s *Supervisor) Statuses() []InterpStatus {
 		if it.closing.Load() {
 			continue
 		}
-		running, restarting := it.running.Load(), it.restarting.Load()
 		out = append(out, InterpStatus{
-			Info:        Info{ID: it.id, Pid: it.p().pid(), Created: it.created, Running: running || restarting, Calls: it.calls.Load()},
-			Restarting:  restarting,
+			Info:        it.info(),
+			Restarting:  it.restarting.Load(),
 			Restartable: it.policy != nil,
 			Restarts:    it.restarted.Load(),
 			Limits:      it.limits,
@@ -47,12 +51,13 @@ func (s *Supervisor) Statuses() []InterpStatus {
 }
 
 // RestartWorker replaces id's worker with a new one, as its restart policy
-// would after a crash: the worker is stopped, a call in progress fails with
-// its protocol.CodeWorkerExit error, and the policy brings a worker up
-// again (its backoff waited, its init script run, its bindings replayed).
-// The restart counts against the policy's MaxRestarts like any other, and
-// the exit is among RecentExits, but not among Totals' crashes. Only an
-// interpreter with a restart policy can be restarted.
+// would after a crash, and returns once the old worker has been reaped; the
+// new one comes up behind it (the policy's backoff waited, its init script
+// run, the bindings replayed). A call in progress fails with its
+// protocol.CodeWorkerExit error. The restart counts against the policy's
+// MaxRestarts like any other, and the exit is among RecentExits but not
+// among Totals' crashes. Only an interpreter with a restart policy can be
+// restarted.
 func (s *Supervisor) RestartWorker(id int64) error {
 	it, err := s.get(id)
 	if err != nil {
@@ -65,7 +70,7 @@ func (s *Supervisor) RestartWorker(id int64) error {
 		return &protocol.Error{Code: protocol.CodeAlreadyRunning, Msg: fmt.Sprintf("interpreter %d is already restarting", id), InterpreterID: id}
 	}
 	it.restartAsked.Store(true)
-	go it.p().stop() // the watcher sees the worker end and restarts it
+	it.p().stop() // the watcher sees the worker end and restarts it
 	return nil
 }
 

@@ -389,7 +389,7 @@ func (s *Supervisor) List() []Info {
 		if it.closing.Load() {
 			continue
 		}
-		infos = append(infos, Info{ID: it.id, Pid: it.p().pid(), Created: it.created, Running: it.running.Load() || it.restarting.Load(), Calls: it.calls.Load()})
+		infos = append(infos, it.info())
 	}
 	s.mu.RUnlock()
 	sort.Slice(infos, func(i, j int) bool { return infos[i].ID < infos[j].ID })
