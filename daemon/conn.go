@@ -2,11 +2,13 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/subinterp/subinterp/protocol"
 	"github.com/subinterp/subinterp/supervisor"
@@ -26,26 +28,65 @@ type conn struct {
 	// Session's).
 	call func(ctx context.Context, method string, params any) ([]byte, error)
 
-	mu     sync.Mutex
-	refs   map[int64]int // queue references this connection holds, released when it closes
-	closed bool
+	uid int    // the client's user on a Unix socket, else -1
+	key []byte // what the session's call streams attach with
+
+	// ctx ends when the session does: the calls on its streams with it.
+	ctx  context.Context
+	stop context.CancelFunc
+
+	mu         sync.Mutex
+	refs       map[int64]int // queue references this connection holds, released when it closes
+	closed     bool
+	streams    map[uint64]*stream
+	nextStream uint64
+	drained    chan struct{} // once draining, closed when the last stream ended
 }
 
 // start runs the session on nc and cleans up after it ends.
 func (c *conn) start(nc net.Conn) {
-	c.peer = protocol.NewPeer(&timedConn{Conn: nc}, protocol.PeerConfig{Handlers: c.handlers()})
+	c.peer = protocol.NewPeer(&timedConn{Conn: nc}, protocol.PeerConfig{
+		// A call's output goes to the session's notify, set before any
+		// handler runs (admit waits for ready).
+		Handlers: c.handlers(func(method string, params any) error { return c.notify(method, params) }),
+		OnNotify: c.onNotify,
+	})
 	c.notify = c.peer.Notify
 	close(c.ready)
 	go func() {
 		<-c.peer.Done()
-		c.release()
+		c.stop()
+		for _, st := range c.release() {
+			if st.cc != nil {
+				_ = st.cc.Close()
+			}
+		}
 		c.s.forget(c)
 		c.log.Debug("client disconnected", "reason", c.peer.Err())
 	}()
 }
 
+// onNotify serves the session's notifications: the cancellation of a
+// request on one of its streams.
+func (c *conn) onNotify(method string, body []byte) {
+	if method != protocol.ControlStreamCancel {
+		return
+	}
+	var p protocol.StreamCancelParams
+	if err := msgpack.Unmarshal(body, &p); err != nil {
+		return
+	}
+	c.mu.Lock()
+	st := c.streams[p.Stream]
+	c.mu.Unlock()
+	if st != nil {
+		st.cancelCall(p.Call)
+	}
+}
+
 // closeAnswered ends the session once every request it served has been
-// answered, or once deadline fires; the cleanup in start follows.
+// answered, and its streams have answered theirs and ended, or once
+// deadline fires; the cleanup in start follows.
 func (c *conn) closeAnswered(deadline <-chan struct{}) {
 	<-c.ready
 	if c.peer == nil {
@@ -56,21 +97,34 @@ func (c *conn) closeAnswered(deadline <-chan struct{}) {
 	case <-c.peer.Done():
 	case <-deadline:
 	}
+	select {
+	case <-c.drainStreams():
+	case <-deadline:
+	}
 	_ = c.peer.Close()
 }
 
-// release drops every queue reference the connection still holds.
-func (c *conn) release() {
+// release drops every queue reference the connection still holds, and
+// returns its streams, which are its no longer.
+func (c *conn) release() []*stream {
 	c.mu.Lock()
 	c.closed = true
 	refs := c.refs
 	c.refs = nil
-	c.mu.Unlock()
-	for id, n := range refs {
-		for range n {
-			c.s.sup.ReleaseQueue(id)
-		}
+	streams := make([]*stream, 0, len(c.streams))
+	for _, st := range c.streams {
+		streams = append(streams, st)
 	}
+	c.streams = nil
+	c.mu.Unlock()
+	defer func() {
+		for id, n := range refs {
+			for range n {
+				c.s.sup.ReleaseQueue(id)
+			}
+		}
+	}()
+	return streams
 }
 
 // credit records references the supervisor took for the host on this
@@ -114,15 +168,19 @@ func (c *conn) drop(id int64) error {
 	return nil
 }
 
-// output is the writer of one call's output: notifications on this
-// connection, which precede the call's response.
+// notifier sends a notification to the client: on its session, or on the
+// call stream a request came on.
+type notifier func(method string, params any) error
+
+// output is the writer of one call's output: notifications on the
+// connection the call came on, which precede the call's response.
 type output struct {
-	c  *conn
-	id int64
+	notify notifier
+	id     int64
 }
 
 func (o output) Write(p []byte) (int, error) {
-	if err := o.c.notify(protocol.NotifyOutput, &protocol.OutputParams{ID: o.id, Data: p}); err != nil {
+	if err := o.notify(protocol.NotifyOutput, &protocol.OutputParams{ID: o.id, Data: p}); err != nil {
 		return 0, err
 	}
 	return len(p), nil
@@ -131,6 +189,19 @@ func (o output) Write(p []byte) (int, error) {
 // timedConn bounds every write, so a client that stops reading is
 // disconnected instead of stalling the workers whose output it receives.
 type timedConn struct{ net.Conn }
+
+// CloseRead ends reading once what has arrived is read (see
+// protocol.CallConn.CloseRead), under TLS too.
+func (t *timedConn) CloseRead() error {
+	nc := t.Conn
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	if cr, ok := nc.(interface{ CloseRead() error }); ok {
+		return cr.CloseRead()
+	}
+	return t.Conn.Close()
+}
 
 func (t *timedConn) Write(p []byte) (int, error) {
 	_ = t.Conn.SetWriteDeadline(time.Now().Add(writeTimeout))

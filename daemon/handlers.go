@@ -11,8 +11,9 @@ import (
 )
 
 // handlers are the control methods, each admitted by the server (refused
-// once shutdown began) and cancelled when the shutdown grace ends.
-func (c *conn) handlers() map[string]protocol.Handler {
+// once shutdown began) and cancelled when the shutdown grace ends. The
+// output of calls goes to notify.
+func (c *conn) handlers(notify notifier) map[string]protocol.Handler {
 	s := c.s
 	sup := s.sup
 	hs := map[string]protocol.Handler{
@@ -45,7 +46,7 @@ func (c *conn) handlers() map[string]protocol.Handler {
 			ctx, cancel := protocol.WithTimeout(ctx, p.TimeoutNs)
 			defer cancel()
 			start := time.Now()
-			err := sup.ExecNamed(supervisor.WithOutput(ctx, output{c, p.ID}), p.ID, p.Name, p.Source)
+			err := sup.ExecNamed(supervisor.WithOutput(ctx, output{notify, p.ID}), p.ID, p.Name, p.Source)
 			s.m.observe(protocol.ControlExec, err, time.Since(start))
 			return nil, err
 		}),
@@ -53,7 +54,7 @@ func (c *conn) handlers() map[string]protocol.Handler {
 			ctx, cancel := protocol.WithTimeout(ctx, p.TimeoutNs)
 			defer cancel()
 			start := time.Now()
-			res, err := sup.Call(supervisor.WithOutput(ctx, output{c, p.ID}), p.ID, p.Fn, p.Args)
+			res, err := sup.Call(supervisor.WithOutput(ctx, output{notify, p.ID}), p.ID, p.Fn, p.Args)
 			s.m.observe(protocol.ControlCall, err, time.Since(start))
 			if err != nil {
 				return nil, err

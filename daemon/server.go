@@ -388,7 +388,12 @@ func (s *Server) handshake(nc net.Conn, isUnix bool) {
 	if refuse == nil && !isUnix && !s.tokenOK(hello.Token) {
 		refuse = protocol.Errorf(protocol.CodePermissionDenied, "missing or wrong token")
 	}
-	c := &conn{s: s, id: connID, log: log, refs: make(map[int64]int), ready: make(chan struct{})}
+	if refuse == nil && hello.Attach != nil {
+		s.attach(nc, id, hello.Attach, uid, log)
+		return
+	}
+	c := &conn{s: s, id: connID, log: log, uid: uid, key: newKey(), refs: make(map[int64]int), streams: make(map[uint64]*stream), ready: make(chan struct{})}
+	c.ctx, c.stop = context.WithCancel(context.Background())
 	if refuse == nil {
 		s.mu.Lock()
 		if s.draining {
@@ -402,10 +407,14 @@ func (s *Server) handshake(nc net.Conn, isUnix bool) {
 		log.Warn("refused a client", "reason", refuse.Msg)
 		_ = protocol.AnswerHello(nc, id, protocol.HelloResult{}, refuse)
 		nc.Close()
+		c.stop()
 		return
 	}
-	if err := protocol.AnswerHello(nc, id, protocol.HelloResult{Version: protocol.Version, Pid: os.Getpid()}, nil); err != nil {
+	res := protocol.HelloResult{Version: protocol.Version, Pid: os.Getpid(), Session: c.id, Key: c.key}
+	if err := protocol.AnswerHello(nc, id, res, nil); err != nil {
 		log.Debug("hello answer failed", "error", err)
+		c.stop()
+		c.release()
 		close(c.ready)
 		s.forget(c)
 		nc.Close()

@@ -34,7 +34,7 @@ func (s *Server) NewSession(name string, client Client) *Session {
 	c := &conn{s: s, id: s.nextConn.Add(1), refs: make(map[int64]int), ready: make(chan struct{}), notify: client.Notify, call: client.Call}
 	c.log = s.log.With("conn", c.id, "remote", name)
 	close(c.ready)
-	return &Session{c: c, hs: c.handlers()}
+	return &Session{c: c, hs: c.handlers(client.Notify)}
 }
 
 // Handle serves one request: method is one of protocol's Control methods,

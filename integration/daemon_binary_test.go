@@ -31,7 +31,7 @@ type serveProc struct {
 // startServe runs the built binary's serve command on socket, with the
 // umask cleared so that the socket's mode is the daemon's own doing. It is
 // killed when the test ends if it is still running.
-func startServe(t *testing.T, bin, socket string, args ...string) *serveProc {
+func startServe(t testing.TB, bin, socket string, args ...string) *serveProc {
 	t.Helper()
 	all := append([]string{"-c", `umask 0 && exec "$0" "$@"`, bin, "serve", "--socket", socket, "--log-format", "json", "--log-level", "debug"}, args...)
 	cmd := exec.Command("/bin/sh", all...)
@@ -74,7 +74,7 @@ func startServe(t *testing.T, bin, socket string, args ...string) *serveProc {
 }
 
 // wait waits for serve to exit and returns its exit code.
-func (s *serveProc) wait(t *testing.T, within time.Duration) int {
+func (s *serveProc) wait(t testing.TB, within time.Duration) int {
 	t.Helper()
 	select {
 	case <-s.exited:
@@ -357,7 +357,7 @@ func mustAtoi(t *testing.T, s string) int {
 }
 
 // waitLog waits until serve's log holds want n times or more.
-func (s *serveProc) waitLog(t *testing.T, want string, n int) {
+func (s *serveProc) waitLog(t testing.TB, want string, n int) {
 	t.Helper()
 	deadline := time.Now().Add(bounded)
 	for strings.Count(s.logs.String(), want) < n {

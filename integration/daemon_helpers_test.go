@@ -97,7 +97,7 @@ func (d *testDaemon) dial(t testing.TB, opts ...interpreters.Option) *interprete
 // buildCLI builds the subinterp binary into a directory of the test's. The
 // directory and the binary are readable and executable by every user, so a
 // test can run it as another one.
-func buildCLI(t *testing.T) string {
+func buildCLI(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	for d := dir; d != os.TempDir() && d != "/" && d != "."; d = filepath.Dir(d) {

@@ -4,16 +4,17 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
-	"github.com/subinterp/subinterp/daemon"
 	"github.com/subinterp/subinterp/internal/testcert"
 	"github.com/subinterp/subinterp/interpreters"
 )
@@ -30,7 +31,7 @@ func BenchmarkRemoteReport(b *testing.B) {
 	rounds := envInt("SUBINTERP_BENCH_ROUNDS", 5)
 	calls := envInt("SUBINTERP_BENCH_CALLS", 2000)
 
-	d := benchDaemon(b)
+	d := startServeDaemon(b)
 	local := interpreters.New()
 	defer local.Close()
 	runtimes := []struct {
@@ -102,48 +103,78 @@ func BenchmarkRemoteReport(b *testing.B) {
 	fmt.Print(out.String())
 }
 
-// tlsDaemon is a test daemon serving TCP with TLS beside its Unix socket.
-type tlsDaemon struct {
-	*testDaemon
-	roots *x509.CertPool
+// serveDaemon is `subinterp serve` in a process of its own, as users run
+// it, serving its Unix socket and TCP with TLS.
+type serveDaemon struct {
+	socket, tcp string
+	roots       *x509.CertPool
 }
 
-// dialTLS connects a runtime to the daemon over TCP with TLS; the
-// connection is closed when the benchmark ends.
-func (d *tlsDaemon) dialTLS(tb testing.TB) *interpreters.Runtime {
-	ctx, cancel := context.WithTimeout(context.Background(), bounded)
-	defer cancel()
-	rt, err := interpreters.Dial(ctx, "tcp://"+d.TCPAddr().String(),
-		interpreters.WithToken("bench-token"), interpreters.WithTLS(&tls.Config{RootCAs: d.roots}))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { rt.Close() })
-	return rt
-}
-
-// benchDaemon starts a daemon serving a Unix socket and TCP with TLS.
-func benchDaemon(b *testing.B) *tlsDaemon {
-	serverTLS, caPEM, err := testcert.New()
+// startServeDaemon builds the CLI and serves it; it is shut down when the
+// benchmark ends.
+func startServeDaemon(b *testing.B) *serveDaemon {
+	dir := socketDir(b)
+	certFile, keyFile, caPEM, err := testcert.WriteFiles(dir)
 	if err != nil {
 		b.Fatal(err)
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
 		b.Fatal("the test certificate is not PEM")
 	}
-	tokenFile := filepath.Join(b.TempDir(), "token")
+	tokenFile := filepath.Join(dir, "token")
 	if err := os.WriteFile(tokenFile, []byte("bench-token"), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	d := startDaemon(b, daemon.Config{Listen: "127.0.0.1:0", TokenFile: tokenFile, TLS: serverTLS})
-	return &tlsDaemon{testDaemon: d, roots: pool}
+	srv := startServe(b, buildCLI(b), filepath.Join(dir, "d.sock"), "--log-level", "info",
+		"--listen", "127.0.0.1:0", "--tls-cert", certFile, "--tls-key", keyFile, "--token-file", tokenFile)
+	b.Cleanup(func() {
+		_ = srv.cmd.Process.Signal(syscall.SIGTERM)
+		srv.wait(b, bounded)
+	})
+	srv.waitLog(b, `"@message":"serving"`, 1)
+	var line struct {
+		TCP string `json:"tcp"`
+	}
+	for l := range strings.SplitSeq(srv.logs.String(), "\n") {
+		if strings.Contains(l, `"@message":"serving"`) {
+			if err := json.Unmarshal([]byte(l), &line); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	if line.TCP == "" {
+		b.Fatalf("the daemon did not say its TCP address:\n%s", srv.logs.String())
+	}
+	return &serveDaemon{socket: srv.socket, tcp: line.TCP, roots: roots}
+}
+
+// dial connects a runtime to the daemon over its Unix socket; it is
+// closed when the benchmark ends.
+func (d *serveDaemon) dial(b *testing.B) *interpreters.Runtime {
+	return d.connect(b, d.socket)
+}
+
+// dialTLS connects a runtime to the daemon over TCP with TLS.
+func (d *serveDaemon) dialTLS(b *testing.B) *interpreters.Runtime {
+	return d.connect(b, "tcp://"+d.tcp, interpreters.WithToken("bench-token"), interpreters.WithTLS(&tls.Config{RootCAs: d.roots}))
+}
+
+func (d *serveDaemon) connect(b *testing.B, addr string, opts ...interpreters.Option) *interpreters.Runtime {
+	ctx, cancel := context.WithTimeout(context.Background(), bounded)
+	defer cancel()
+	rt, err := interpreters.Dial(ctx, addr, opts...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { rt.Close() })
+	return rt
 }
 
 // remoteThroughput is calls/s of 8 concurrent callers, each calling an
 // interpreter of its own: on a local runtime, and each through a client
 // of its own to one daemon, over its Unix socket and over TCP with TLS.
-func remoteThroughput(b *testing.B, local *interpreters.Runtime, d *tlsDaemon, rounds int) map[string]float64 {
+func remoteThroughput(b *testing.B, local *interpreters.Runtime, d *serveDaemon, rounds int) map[string]float64 {
 	const callers = 8
 	const per = 500
 	sets := map[string][]*interpreters.Interpreter{}
@@ -190,4 +221,33 @@ func remoteThroughput(b *testing.B, local *interpreters.Runtime, d *tlsDaemon, r
 		res[name] = v[len(v)/2]
 	}
 	return res
+}
+
+// BenchmarkRemoteCall is one Call of a trivial function: on a local
+// runtime, and through a daemon over its Unix socket and over TCP with TLS.
+func BenchmarkRemoteCall(b *testing.B) {
+	d := startServeDaemon(b)
+	local := interpreters.New()
+	defer local.Close()
+	for _, r := range []struct {
+		name string
+		rt   *interpreters.Runtime
+	}{{"local", local}, {"unix", d.dial(b)}, {"tcp+tls", d.dialTLS(b)}} {
+		b.Run(r.name, func(b *testing.B) {
+			it, err := r.rt.Create()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer it.Close()
+			if err := it.Exec(`function echo(x) return x end`); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				if _, err := it.Call("echo", i); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

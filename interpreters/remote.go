@@ -103,9 +103,30 @@ func unavailable(format string, args ...any) *protocol.Error {
 }
 
 func dialDaemon(ctx context.Context, addr string, o options) (*remoteBackend, error) {
-	network, address, err := ParseAddr(addr)
+	conn, res, err := dialHello(ctx, addr, o, protocol.HelloParams{Version: protocol.Version, Token: o.token})
 	if err != nil {
 		return nil, err
+	}
+	out := o.stdout
+	if out == nil {
+		out = hostStdout{}
+	}
+	rb := &remoteBackend{addr: addr, pid: res.Pid, opts: o, attach: protocol.StreamAttach{Session: res.Session, Key: res.Key},
+		defaultOut: out, outs: make(map[int64]io.Writer), restarts: make(map[int64]func(supervisor.RestartEvent)), streams: make(map[*callStream]bool)}
+	rb.peer = protocol.NewPeer(conn, protocol.PeerConfig{
+		OnNotify: rb.notify,
+		Handlers: map[string]protocol.Handler{protocol.MethodHostCall: protocol.Handle(rb.host.serve)},
+	})
+	return rb, nil
+}
+
+// dialHello connects to the daemon at addr and says hello: a new
+// connection, admitted.
+func dialHello(ctx context.Context, addr string, o options, hello protocol.HelloParams) (net.Conn, protocol.HelloResult, error) {
+	var res protocol.HelloResult
+	network, address, err := ParseAddr(addr)
+	if err != nil {
+		return nil, res, err
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -115,7 +136,7 @@ func dialDaemon(ctx context.Context, addr string, o options) (*remoteBackend, er
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, network, address)
 	if err != nil {
-		return nil, &opError{msg: fmt.Sprintf("cannot reach the subinterp daemon at %s: %v", addr, err), kind: ErrUnavailable, cause: err}
+		return nil, res, &opError{msg: fmt.Sprintf("cannot reach the subinterp daemon at %s: %v", addr, err), kind: ErrUnavailable, cause: err}
 	}
 	if network == "tcp" {
 		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
@@ -128,37 +149,28 @@ func dialDaemon(ctx context.Context, addr string, o options) (*remoteBackend, er
 		tc := tls.Client(conn, cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			conn.Close()
-			return nil, &opError{msg: fmt.Sprintf("TLS handshake with the subinterp daemon at %s failed: %v", addr, err), kind: ErrUnavailable, cause: err}
+			return nil, res, &opError{msg: fmt.Sprintf("TLS handshake with the subinterp daemon at %s failed: %v", addr, err), kind: ErrUnavailable, cause: err}
 		}
 		conn = tc
 	}
 	dl, _ := ctx.Deadline()
 	_ = conn.SetDeadline(dl)
-	res, err := protocol.ClientHello(conn, protocol.HelloParams{Version: protocol.Version, Token: o.token})
+	res, err = protocol.ClientHello(conn, hello)
 	if err != nil {
 		conn.Close()
 		var e *protocol.Error
 		if errors.As(err, &e) {
 			e2 := *e
 			e2.Msg = fmt.Sprintf("the subinterp daemon at %s refused the connection: %s", addr, e.Msg)
-			return nil, fromWire(&e2)
+			return nil, res, fromWire(&e2)
 		}
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
-		return nil, &opError{msg: fmt.Sprintf("no answer from the subinterp daemon at %s: %v", addr, err), kind: ErrUnavailable, cause: err}
+		return nil, res, &opError{msg: fmt.Sprintf("no answer from the subinterp daemon at %s: %v", addr, err), kind: ErrUnavailable, cause: err}
 	}
 	_ = conn.SetDeadline(time.Time{})
-	out := o.stdout
-	if out == nil {
-		out = hostStdout{}
-	}
-	rb := &remoteBackend{addr: addr, pid: res.Pid, defaultOut: out, outs: make(map[int64]io.Writer), restarts: make(map[int64]func(supervisor.RestartEvent))}
-	rb.peer = protocol.NewPeer(conn, protocol.PeerConfig{
-		OnNotify: rb.notify,
-		Handlers: map[string]protocol.Handler{protocol.MethodHostCall: protocol.Handle(rb.host.serve)},
-	})
-	return rb, nil
+	return conn, res, nil
 }
 
 // remoteBackend drives a daemon over one control session, or one node of
@@ -166,6 +178,8 @@ func dialDaemon(ctx context.Context, addr string, o options) (*remoteBackend, er
 type remoteBackend struct {
 	addr       string
 	pid        int
+	opts       options               // how to dial: TLS and token
+	attach     protocol.StreamAttach // what the session's call streams attach with
 	peer       *protocol.Peer
 	defaultOut io.Writer
 	// via, when set, carries each request instead of peer: a cluster
@@ -177,6 +191,9 @@ type remoteBackend struct {
 	mu       sync.Mutex
 	outs     map[int64]io.Writer                     // the writers of interpreters this runtime created with their own
 	restarts map[int64]func(supervisor.RestartEvent) // the OnRestart of interpreters this runtime created with one
+	streams  map[*callStream]bool                    // every open call stream: true when idle
+	idle     []*callStream                           // the idle ones, most recently used last
+	closed   bool
 }
 
 var _ backend = (*remoteBackend)(nil)
@@ -184,13 +201,16 @@ var _ backend = (*remoteBackend)(nil)
 // notify runs on the session's reader: output is written before the
 // response of the call that produced it is delivered.
 func (r *remoteBackend) notify(method string, body []byte) {
-	if method == protocol.NotifyRestart {
+	switch method {
+	case protocol.NotifyRestart:
 		r.restarted(body)
-		return
+	case protocol.NotifyOutput:
+		r.output(body)
 	}
-	if method != protocol.NotifyOutput {
-		return
-	}
+}
+
+// output writes a call's output to the writer of its interpreter.
+func (r *remoteBackend) output(body []byte) {
 	var p protocol.OutputParams
 	if err := msgpack.Unmarshal(body, &p); err != nil || len(p.Data) == 0 {
 		return
@@ -267,6 +287,16 @@ func (r *remoteBackend) roundTrip(ctx context.Context, method string, params any
 // do is roundTrip decoding the result into out, when out is not nil.
 func (r *remoteBackend) do(ctx context.Context, method string, params, out any) error {
 	res, err := r.roundTrip(ctx, method, params)
+	return decodeAnswer(method, res, err, out)
+}
+
+// doStream is do on a call stream.
+func (r *remoteBackend) doStream(ctx context.Context, method string, params, out any) error {
+	res, err := r.streamTrip(ctx, method, params)
+	return decodeAnswer(method, res, err, out)
+}
+
+func decodeAnswer(method string, res []byte, err error, out any) error {
 	if err != nil || out == nil {
 		return err
 	}
@@ -367,15 +397,15 @@ func (r *remoteBackend) Exec(ctx context.Context, id int64, src string) error {
 }
 
 func (r *remoteBackend) ExecNamed(ctx context.Context, id int64, name, src string) error {
-	return r.do(ctx, protocol.ControlExec, &protocol.ControlExecParams{ID: id, Source: src, TimeoutNs: timeoutNs(ctx), Name: name}, nil)
+	return r.doStream(ctx, protocol.ControlExec, &protocol.ControlExecParams{ID: id, Source: src, TimeoutNs: timeoutNs(ctx), Name: name}, nil)
 }
 
 func (r *remoteBackend) Call(ctx context.Context, id int64, fn string, args []byte) ([]byte, error) {
-	return r.roundTrip(ctx, protocol.ControlCall, &protocol.ControlCallParams{ID: id, Fn: fn, Args: args, TimeoutNs: timeoutNs(ctx)})
+	return r.streamTrip(ctx, protocol.ControlCall, &protocol.ControlCallParams{ID: id, Fn: fn, Args: args, TimeoutNs: timeoutNs(ctx)})
 }
 
 func (r *remoteBackend) PrepareMain(ctx context.Context, id int64, names []byte) error {
-	return r.do(ctx, protocol.ControlPrepareMain, &protocol.InterpPrepareParams{ID: id, Names: names}, nil)
+	return r.doStream(ctx, protocol.ControlPrepareMain, &protocol.InterpPrepareParams{ID: id, Names: names}, nil)
 }
 
 func (r *remoteBackend) CloseInterpreter(id int64) error {
@@ -451,6 +481,7 @@ func (r *remoteBackend) Stats(ctx context.Context, id int64) (protocol.WorkerSta
 // Close ends the connection; the daemon releases the queue references it
 // held, and its interpreters live on.
 func (r *remoteBackend) Close() error {
+	r.closeStreams()
 	if r.peer != nil {
 		_ = r.peer.Close()
 	}
@@ -506,7 +537,7 @@ func (r *remoteBackend) QueuePut(ctx context.Context, id int64, data []byte, _ i
 	if !block {
 		ctx = context.Background()
 	}
-	err := r.do(ctx, protocol.ControlQueuePut, &protocol.QueuePutParams{ID: id, Value: data, Unbound: mode, Block: block, TimeoutNs: timeoutNs(ctx)}, nil)
+	err := r.doStream(ctx, protocol.ControlQueuePut, &protocol.QueuePutParams{ID: id, Value: data, Unbound: mode, Block: block, TimeoutNs: timeoutNs(ctx)}, nil)
 	return queueWaitEnded(err, id, protocol.CodeQueueFull)
 }
 
@@ -527,7 +558,7 @@ func (r *remoteBackend) QueueGet(ctx context.Context, id int64, block bool) (sup
 		ctx = context.Background()
 	}
 	var res protocol.QueueGetResult
-	if err := r.do(ctx, protocol.ControlQueueGet, &protocol.QueueGetParams{ID: id, Block: block, TimeoutNs: timeoutNs(ctx)}, &res); err != nil {
+	if err := r.doStream(ctx, protocol.ControlQueueGet, &protocol.QueueGetParams{ID: id, Block: block, TimeoutNs: timeoutNs(ctx)}, &res); err != nil {
 		return supervisor.QueueItem{}, queueWaitEnded(err, id, protocol.CodeQueueEmpty)
 	}
 	if res.Unbound {

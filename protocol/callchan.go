@@ -4,8 +4,13 @@ import (
 	"bufio"
 	"errors"
 	"io"
+	"net"
+	"os"
 	"sync"
 	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // CallConn is one end of a call channel: frames of the session's message
@@ -106,6 +111,28 @@ func (c *CallConn) writeFrame(frame []byte) error {
 	return err
 }
 
+// CloseRead ends the channel's reading once what has arrived is read: the
+// reader gets every message sent before, then EOF. Writing goes on, so
+// what it reads can still be answered. Without a way to close only the
+// reading side, it closes the channel.
+func (c *CallConn) CloseRead() error {
+	switch rw := c.rw.(type) {
+	case interface{ CloseRead() error }:
+		return rw.CloseRead()
+	case syscall.Conn:
+		rc, err := rw.SyscallConn()
+		if err != nil {
+			return err
+		}
+		var serr error
+		if err := rc.Control(func(fd uintptr) { serr = syscall.Shutdown(int(fd), syscall.SHUT_RD) }); err != nil {
+			return err
+		}
+		return serr
+	}
+	return c.Close()
+}
+
 // Close closes the channel. Closing a blocking socket's descriptor does not
 // end a read in progress on it, so a socket is shut down first: the reader
 // returns at once.
@@ -116,4 +143,40 @@ func (c *CallConn) Close() error {
 		}
 	}
 	return c.rw.Close()
+}
+
+// BlockingUnix returns conn, when it is a Unix socket, as a file in
+// blocking mode, for a call channel: the goroutine waiting on it then
+// sleeps in read(2) and the kernel wakes its thread when a message
+// arrives, instead of the poller waking a thread to run the goroutine. A
+// sendTimeout > 0 bounds each write (SO_SNDTIMEO), as a deadline would on
+// a connection. Other connections are returned as they are.
+//
+// The file is a duplicate the poller never saw: a descriptor it watches
+// would wake it at every message, though nothing waits there.
+func BlockingUnix(conn net.Conn, sendTimeout time.Duration) io.ReadWriteCloser {
+	uc, ok := conn.(*net.UnixConn)
+	if !ok {
+		return conn
+	}
+	rc, err := uc.SyscallConn()
+	if err != nil {
+		return conn
+	}
+	fd := -1
+	cerr := rc.Control(func(orig uintptr) {
+		fd, err = unix.FcntlInt(orig, unix.F_DUPFD_CLOEXEC, 0)
+	})
+	_ = uc.Close()
+	if cerr != nil || err != nil {
+		return conn // closed now: its reads fail as the channel's would
+	}
+	// The duplicate shares the original's status flags, and the original
+	// is closed: this only changes fd's.
+	_ = unix.SetNonblock(fd, false)
+	if sendTimeout > 0 {
+		tv := unix.NsecToTimeval(sendTimeout.Nanoseconds())
+		_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
+	}
+	return os.NewFile(uintptr(fd), "unix:"+uc.RemoteAddr().String())
 }

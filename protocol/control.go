@@ -60,6 +60,9 @@ const CodePermissionDenied Code = "permission_denied"
 type HelloParams struct {
 	Version int    `msgpack:"version"`
 	Token   string `msgpack:"token,omitempty"`
+	// Attach, when set, opens a call stream of an existing session
+	// instead of a session.
+	Attach *StreamAttach `msgpack:"attach,omitempty"`
 }
 
 // HelloResult is the daemon's answer to a hello it accepts.
@@ -68,6 +71,13 @@ type HelloResult struct {
 	// Pid is the daemon's process id: the main interpreter of its
 	// interpreters.
 	Pid int `msgpack:"pid"`
+	// Session and Key, in the answer to a session's hello, are what a
+	// call stream of the session attaches with.
+	Session uint64 `msgpack:"session,omitempty"`
+	Key     []byte `msgpack:"key,omitempty"`
+	// Stream, in the answer to a call stream's hello, is the stream's
+	// number within its session, which ControlStreamCancel names.
+	Stream uint64 `msgpack:"stream,omitempty"`
 }
 
 // CreateParams creates an interpreter. Zero limits take the daemon's

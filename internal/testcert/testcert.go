@@ -12,6 +12,8 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
+	"os"
+	"path/filepath"
 	"time"
 )
 
@@ -47,4 +49,27 @@ func For(ips ...string) (server *tls.Config, caPEM []byte, err error) {
 	}
 	server = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
 	return server, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
+}
+
+// WriteFiles makes a certificate as New does and writes it and its key as
+// PEM files into dir, for a daemon started from the command line; caPEM is
+// the certificate for clients to trust.
+func WriteFiles(dir string) (certFile, keyFile string, caPEM []byte, err error) {
+	server, caPEM, err := New()
+	if err != nil {
+		return "", "", nil, err
+	}
+	key, err := x509.MarshalPKCS8PrivateKey(server.Certificates[0].PrivateKey)
+	if err != nil {
+		return "", "", nil, err
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, caPEM, 0o600); err != nil {
+		return "", "", nil, err
+	}
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key})
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		return "", "", nil, err
+	}
+	return certFile, keyFile, caPEM, nil
 }
