@@ -191,9 +191,9 @@ func (st *statusServer) page(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// events streams the page's sections as server-sent events: one at once,
-// then one per statusInterval and after every action, until the viewer
-// leaves or the daemon shuts down.
+// events streams the page's sections as server-sent events: all of them at
+// once, then those that changed, checked once per statusInterval and after
+// every action, until the viewer leaves or the daemon shuts down.
 func (st *statusServer) events(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	h := w.Header()
@@ -201,20 +201,29 @@ func (st *statusServer) events(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	tick := time.NewTicker(statusInterval)
 	defer tick.Stop()
+	sent := make(map[string]string)
 	for {
 		st.mu.Lock()
 		bumped := st.bumped
 		st.mu.Unlock()
-		b, err := json.Marshal(st.snapshot().sections())
-		if err != nil {
-			return
+		changed := make(map[string]string)
+		for id, html := range st.snapshot().rendered {
+			if sent[id] != html {
+				changed[id], sent[id] = html, html
+			}
 		}
-		_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
-		if _, err := fmt.Fprintf(w, "data: %s\n\n", b); err != nil {
-			return
-		}
-		if err := rc.Flush(); err != nil {
-			return
+		if len(changed) > 0 {
+			b, err := json.Marshal(changed)
+			if err != nil {
+				return
+			}
+			_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+			if _, err := fmt.Fprintf(w, "data: %s\n\n", b); err != nil {
+				return
+			}
+			if err := rc.Flush(); err != nil {
+				return
+			}
 		}
 		select {
 		case <-r.Context().Done():
@@ -235,7 +244,9 @@ func (st *statusServer) snapshot() *statusView {
 	if st.snap != nil && time.Since(st.at) < statusInterval {
 		return st.snap
 	}
-	st.snap, st.at = st.s.statusView(st.s.drainCtx), time.Now()
+	v := st.s.statusView(st.s.drainCtx)
+	v.rendered = v.sections()
+	st.snap, st.at = v, time.Now()
 	return st.snap
 }
 

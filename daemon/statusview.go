@@ -58,6 +58,9 @@ type statusView struct {
 	// ExitsTotal counts the exits remembered, of which Exits are the
 	// newest.
 	ExitsTotal int
+
+	// rendered holds the sections, rendered once for every viewer.
+	rendered map[string]string
 }
 
 // exitView is one worker exit's row.

@@ -115,7 +115,11 @@ in flight at once.`,
 				cfg.Supervisor.NextID = n.NextID
 				defer n.Close()
 			}
-			return serve(cmd.Context(), cfg, n, logger)
+			err = serve(cmd.Context(), cfg, n, logger)
+			if errors.Is(err, daemon.ErrStatusNotLoopback) {
+				return &exitError{code: exitUsage, err: err}
+			}
+			return err
 		},
 	}
 	f := cmd.Flags()

@@ -24,7 +24,7 @@ func TestServeFlags(t *testing.T) {
 			t.Errorf("serve --help lists %s, which serve ignores", ignored)
 		}
 	}
-	for _, doc := range []string{"SIGHUP", "0666", "SO_PEERCRED", "daemon's own privileges", "0: no grace", "--tls-ca", "NATS servers' certificates"} {
+	for _, doc := range []string{"SIGHUP", "0666", "SO_PEERCRED", "daemon's own privileges", "0: no grace", "--tls-ca", "NATS servers' certificates", "--http-addr", "status page"} {
 		if !strings.Contains(help, doc) {
 			t.Errorf("serve --help does not mention %q", doc)
 		}
@@ -46,6 +46,8 @@ func TestServeFlags(t *testing.T) {
 		{"--warm-spares", "-1"},
 		{"--kill-grace", "-1s"},
 		{"--shutdown-grace", "-1s"},
+		{"--http-addr", "0.0.0.0:0"}, // the status page on every interface, without TLS
+		{"--http-addr", ":0"},
 	} {
 		sock := socketPath(t)
 		refused(t, append([]string{"serve", "--socket", sock}, args...)...)
