@@ -12,7 +12,9 @@ import (
 // functions, which run in the client, called back over this connection;
 // its modules; and whether the interpreter is confined.
 func (c *conn) hosting(p *protocol.CreateParams) supervisor.Hosting {
-	h := supervisor.Hosting{Modules: p.Modules, Confined: p.Confined}
+	// The functions forward the call to the client, and stop waiting for
+	// it once the call's context ends (callClient): prompt.
+	h := supervisor.Hosting{Modules: p.Modules, Confined: p.Confined, Prompt: true}
 	if len(p.HostFuncs) > 0 {
 		h.Funcs = make(map[string]supervisor.HostFunc, len(p.HostFuncs))
 		for _, f := range p.HostFuncs {
@@ -53,6 +55,11 @@ func (c *conn) hostFunc(f protocol.HostFuncRef) supervisor.HostFunc {
 // its function sees it pass rather than a cancellation; one that does not
 // answer within cancelGrace is cancelled.
 func (c *conn) callClient(ctx context.Context, p *protocol.HostCallParams) ([]byte, error) {
+	if st, ok := ctx.Value(streamKey{}).(*stream); ok && st.c == c {
+		// The call came on one of this client's streams, whose reader
+		// is the goroutine waiting for it: ask there.
+		return st.callClient(ctx, p)
+	}
 	if c.call != nil {
 		return c.call(ctx, protocol.MethodHostCall, p)
 	}

@@ -30,6 +30,8 @@ type stream struct {
 	cc *protocol.CallConn // set once connected, under c.mu
 	hs map[string]protocol.Handler
 
+	hostCalls uint32 // the id of the latest request made of the client
+
 	mu       sync.Mutex
 	serving  uint32             // the request being served; 0 between requests
 	cancel   context.CancelFunc // cancels it
@@ -159,7 +161,7 @@ func (st *stream) call(m *protocol.Message) (any, error) {
 	if h == nil {
 		return nil, protocol.Errorf(protocol.CodeProtocol, "protocol: %q is not served on a call stream", m.Method)
 	}
-	ctx, cancel := context.WithCancel(st.c.ctx)
+	ctx, cancel := context.WithCancel(context.WithValue(st.c.ctx, streamKey{}, st))
 	defer cancel()
 	st.mu.Lock()
 	st.serving, st.cancel = m.ID, cancel
@@ -222,4 +224,54 @@ func streamConn(nc net.Conn) io.ReadWriteCloser {
 		return rw
 	}
 	return &timedConn{Conn: nc}
+}
+
+// streamKey is the context key of the stream a request came on.
+type streamKey struct{}
+
+// callClient makes a host call of the client on st, during the request
+// st is serving: the client reads st for that request's answer, so it
+// reads this request and answers it on st, on the goroutine waiting for
+// the call, with no hand-off on either side. A client that has not
+// answered within cancelGrace of ctx's end loses the stream.
+func (st *stream) callClient(ctx context.Context, p *protocol.HostCallParams) ([]byte, error) {
+	st.hostCalls++
+	id := st.hostCalls
+	if err := st.cc.Request(id, protocol.MethodHostCall, p); err != nil {
+		if pe, ok := err.(*protocol.Error); ok {
+			return nil, pe
+		}
+		return nil, &protocol.Error{Code: protocol.CodeClosed, Msg: err.Error()}
+	}
+	var mu sync.Mutex
+	var giveUp *time.Timer
+	answered := false
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !answered {
+			giveUp = time.AfterFunc(cancelGrace, func() { _ = st.cc.Close() })
+		}
+	})
+	defer func() {
+		stop()
+		mu.Lock()
+		answered = true
+		if giveUp != nil {
+			giveUp.Stop()
+		}
+		mu.Unlock()
+	}()
+	for {
+		m, err := st.cc.Read()
+		if err != nil {
+			return nil, &protocol.Error{Code: protocol.CodeClosed, Msg: err.Error()}
+		}
+		if m.Kind == protocol.KindResponse && m.ID == id {
+			if m.Error != nil {
+				return nil, m.Error
+			}
+			return m.Body, nil
+		}
+	}
 }

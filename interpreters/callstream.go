@@ -76,7 +76,7 @@ func (r *remoteBackend) streamTrip(ctx context.Context, method string, params an
 			}
 		})
 	})
-	res, err := r.readAnswer(st, id)
+	res, err := r.readAnswer(ctx, st, id)
 	stop()
 	mu.Lock()
 	answered = true
@@ -104,9 +104,10 @@ func (r *remoteBackend) streamTrip(ctx context.Context, method string, params an
 }
 
 // readAnswer reads st until the response to request id, writing the
-// output that precedes it. A *protocol.Error is the daemon's answer; any
+// output that precedes it and serving the host function calls its scripts
+// make meanwhile, under ctx. A *protocol.Error is the daemon's answer; any
 // other error is the stream's.
-func (r *remoteBackend) readAnswer(st *callStream, id uint32) ([]byte, error) {
+func (r *remoteBackend) readAnswer(ctx context.Context, st *callStream, id uint32) ([]byte, error) {
 	for {
 		m, err := st.cc.Read()
 		if err != nil {
@@ -115,6 +116,17 @@ func (r *remoteBackend) readAnswer(st *callStream, id uint32) ([]byte, error) {
 		switch {
 		case m.Kind == protocol.KindNotification && m.Method == protocol.NotifyOutput:
 			r.output(m.Body)
+		case m.Kind == protocol.KindRequest:
+			var res any
+			var rerr error = protocol.Errorf(protocol.CodeProtocol, "protocol: %q is not served on a call stream", m.Method)
+			if m.Method == protocol.MethodHostCall {
+				res, rerr = protocol.Handle(func(ctx context.Context, p *protocol.HostCallParams) (any, error) {
+					return r.hostCall(ctx, p)
+				})(ctx, m.Body)
+			}
+			if err := st.cc.Respond(m.ID, protocol.AsError(rerr), res); err != nil {
+				return nil, err
+			}
 		case m.Kind == protocol.KindResponse && m.ID == id:
 			if m.Error != nil {
 				return nil, m.Error
@@ -197,5 +209,33 @@ func (r *remoteBackend) closeStreams() {
 	r.mu.Unlock()
 	for _, st := range streams {
 		_ = st.cc.Close()
+	}
+}
+
+// hostCall serves a host function call made on a call stream. One that
+// nothing can end early (the call has neither a deadline nor a way to be
+// cancelled) runs on the goroutine waiting for the call, with no hand-off;
+// any other on a goroutine of its own, so that one ignoring its context
+// cannot keep the call from ending: what it returns late is dropped.
+func (r *remoteBackend) hostCall(ctx context.Context, p *protocol.HostCallParams) (any, error) {
+	if ctx.Done() == nil && p.TimeoutNs == 0 {
+		return r.host.serve(ctx, p)
+	}
+	type result struct {
+		res any
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		res, err := r.host.serve(ctx, p)
+		done <- result{res, err}
+	}()
+	hctx, cancel := protocol.WithTimeout(ctx, p.TimeoutNs)
+	defer cancel()
+	select {
+	case res := <-done:
+		return res.res, res.err
+	case <-hctx.Done():
+		return nil, hctx.Err()
 	}
 }

@@ -32,6 +32,11 @@ type Hosting struct {
 	// module they reach only main, this interpreter and those created from
 	// it, and the queues they made or were handed.
 	Confined bool
+	// Prompt says every one of Funcs returns soon after its ctx ends, so
+	// each runs on the goroutine of the call it serves, with no hand-off,
+	// as in a call nothing can end early: a daemon's, which forward the
+	// call to the client that gave them, are.
+	Prompt bool
 }
 
 // workerNames are the sorted names of funcs and modules, for the worker.
@@ -64,7 +69,7 @@ func (s *Supervisor) hostCallbacks(it *interp, hs map[string]protocol.Handler) {
 		s.deliver(0, args) // the queues in args are the host's now
 		var res []byte
 		var err error
-		if ctx.Value(endlessKey{}) != nil {
+		if it.hosting.Prompt || ctx.Value(endlessKey{}) != nil {
 			// A call nothing can cancel and no deadline bounds has nothing
 			// to end it early but its worker's death, and the worker waits
 			// for this answer: fn runs on the call's own goroutine, with
