@@ -65,6 +65,11 @@ func (s *Server) listenStatus() error {
 	if err != nil {
 		return fmt.Errorf("listen for the status page on %s: %w", addr, err)
 	}
+	// A name such as localhost is checked again as what it resolved to.
+	if ta, ok := l.Addr().(*net.TCPAddr); ok && s.cfg.TLS == nil && !ta.IP.IsLoopback() {
+		l.Close()
+		return fmt.Errorf("%w: %s resolved to %s", ErrStatusNotLoopback, addr, ta.IP)
+	}
 	st := &statusServer{s: s, l: l, bumped: make(chan struct{})}
 	if s.cfg.TLS != nil {
 		tcfg := s.cfg.TLS.Clone()

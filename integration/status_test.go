@@ -6,6 +6,7 @@ import (
 	"errors"
 	"html"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -146,6 +147,14 @@ func TestStatusPageSettings(t *testing.T) {
 		if !errors.Is(err, daemon.ErrStatusNotLoopback) {
 			t.Errorf("HTTPAddr %s without TLS: %v, want ErrStatusNotLoopback", addr, err)
 		}
+	}
+
+	byName := startDaemon(t, daemon.Config{HTTPAddr: "localhost:0"})
+	_, port, _ := net.SplitHostPort(byName.HTTPAddr().String())
+	if res, err := statusClient.Get("http://localhost:" + port + "/"); err != nil {
+		t.Errorf("the page on localhost: %v", err)
+	} else if res.Body.Close(); res.StatusCode != http.StatusOK {
+		t.Errorf("the page on localhost: %s", res.Status)
 	}
 
 	d := startDaemon(t, daemon.Config{HTTPAddr: "127.0.0.1:0", MetricsAddr: "127.0.0.1:0", Node: "node-a"})
