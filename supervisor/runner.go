@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -122,12 +123,47 @@ func (r *workerRunner) Start(context.Context) error {
 	return nil
 }
 
-// readStderr keeps what the worker writes to stderr until its end.
+// readStderr keeps what the worker writes to stderr until its end, a line
+// at a time: a crash report's header and its first lines must reach the
+// tail together, however the pipe splits them. The buffer is small: the
+// goroutine holds it for the worker's life, and workers rarely write.
 func (r *workerRunner) readStderr(f *os.File) {
 	defer close(r.stderrDone)
 	defer f.Close()
-	_, _ = io.Copy(r.stderr, f)
+	var buf [512]byte
+	var line []byte // a line not yet ended
+	for {
+		n, err := f.Read(buf[:])
+		for p := buf[:n]; len(p) > 0; {
+			i := bytes.IndexByte(p, '\n')
+			if i < 0 {
+				line = append(line, p...)
+				if len(line) >= maxStderrLine {
+					_, _ = r.stderr.Write(line)
+					line = line[:0]
+				}
+				break
+			}
+			if len(line) > 0 {
+				line = append(line, p[:i+1]...)
+				_, _ = r.stderr.Write(line)
+				line = line[:0]
+			} else {
+				_, _ = r.stderr.Write(p[:i+1])
+			}
+			p = p[i+1:]
+		}
+		if err != nil {
+			if len(line) > 0 {
+				_, _ = r.stderr.Write(line)
+			}
+			return
+		}
+	}
 }
+
+// maxStderrLine is where a line without an end is passed on as it is.
+const maxStderrLine = 4 << 10
 
 // Wait is go-plugin's wait for the process, which it makes once the
 // handshake's pipe has ended: the worker has answered or died. From then

@@ -97,10 +97,9 @@ func (w *worker) newVM(stdlib bool) {
 	w.mod = m
 }
 
-// serve starts the worker's two channels: the session, for stats and
-// cancellation, and the call channel, for calls and the Lua module's
-// requests to the supervisor, served on this goroutine's successor: the
-// VM's goroutine.
+// serve starts the worker's session, for stats and cancellation, and
+// takes the call channel, for calls and the Lua module's requests to the
+// supervisor, which callLoop serves.
 func (w *worker) serve(conn io.ReadWriteCloser, calls *protocol.CallConn) {
 	w.calls = calls
 	w.peer = protocol.NewPeer(conn, protocol.PeerConfig{
@@ -115,11 +114,11 @@ func (w *worker) serve(conn io.ReadWriteCloser, calls *protocol.CallConn) {
 			}
 		},
 	})
-	go w.callLoop()
 }
 
-// callLoop serves the call channel: one call at a time, on the goroutine
-// that reads it, so a request reaches the VM without a hand-off.
+// callLoop serves the call channel until it ends: one call at a time, on
+// the goroutine that reads it, so a request reaches the VM without a
+// hand-off.
 func (w *worker) callLoop() {
 	handlers := map[string]protocol.Handler{
 		protocol.MethodConfigure:   w.configureRequest,
@@ -130,7 +129,7 @@ func (w *worker) callLoop() {
 	for {
 		m, err := w.calls.Read()
 		if err != nil {
-			return // the supervisor is gone; the session's end exits the process
+			return // the supervisor is gone
 		}
 		if m.Kind != protocol.KindRequest {
 			continue
