@@ -112,12 +112,12 @@ func (c *conn) handlers(notify notifier) map[string]protocol.Handler {
 		protocol.ControlQueuePut: protocol.Handle(func(ctx context.Context, p *protocol.QueuePutParams) (any, error) {
 			ctx, cancel := protocol.WithTimeout(ctx, p.TimeoutNs)
 			defer cancel()
-			return nil, sup.QueuePut(ctx, p.ID, p.Item(), 0, p.Unbound, p.Block)
+			return nil, sup.QueuePut(ctx, supervisor.PutRequest{Queue: p.ID, Item: p.Item(), Unbound: p.Unbound, Block: p.Block})
 		}),
 		protocol.ControlQueueGet: protocol.Handle(func(ctx context.Context, p *protocol.QueueGetParams) (any, error) {
 			ctx, cancel := protocol.WithTimeout(ctx, p.TimeoutNs)
 			defer cancel()
-			item, err := sup.QueueGet(ctx, p.ID, p.Block)
+			item, err := sup.QueueGet(ctx, supervisor.GetRequest{Queue: p.ID, Block: p.Block})
 			if err != nil {
 				return nil, err
 			}

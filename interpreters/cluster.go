@@ -423,20 +423,20 @@ func (cb *clusterBackend) Queue(id int64) (supervisor.QueueInfo, error) {
 	return rb.Queue(id)
 }
 
-func (cb *clusterBackend) QueuePut(ctx context.Context, id int64, data []byte, from int64, mode protocol.UnboundMode, block bool) error {
-	rb, err := cb.queue(id)
+func (cb *clusterBackend) QueuePut(ctx context.Context, p supervisor.PutRequest) error {
+	rb, err := cb.queue(p.Queue)
 	if err != nil {
 		return err
 	}
-	return rb.QueuePut(ctx, id, data, from, mode, block)
+	return rb.QueuePut(ctx, p)
 }
 
-func (cb *clusterBackend) QueueGet(ctx context.Context, id int64, block bool) (supervisor.QueueItem, error) {
-	rb, err := cb.queue(id)
+func (cb *clusterBackend) QueueGet(ctx context.Context, g supervisor.GetRequest) (supervisor.QueueItem, error) {
+	rb, err := cb.queue(g.Queue)
 	if err != nil {
 		return supervisor.QueueItem{}, err
 	}
-	return rb.QueueGet(ctx, id, block)
+	return rb.QueueGet(ctx, g)
 }
 
 func (cb *clusterBackend) DescribeQueues(ctx context.Context) ([]QueueInfo, error) {

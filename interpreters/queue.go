@@ -63,8 +63,8 @@ type queueBackend interface {
 	RetainQueue(id int64) error
 	ReleaseQueue(id int64)
 	Queue(id int64) (supervisor.QueueInfo, error)
-	QueuePut(ctx context.Context, id int64, data []byte, from int64, mode protocol.UnboundMode, block bool) error
-	QueueGet(ctx context.Context, id int64, block bool) (supervisor.QueueItem, error)
+	QueuePut(ctx context.Context, p supervisor.PutRequest) error
+	QueueGet(ctx context.Context, g supervisor.GetRequest) (supervisor.QueueItem, error)
 }
 
 // CreateQueue makes a queue in the runtime. maxsize <= 0 means unbounded
@@ -248,7 +248,7 @@ func (q *Queue) put(ctx context.Context, v any, block bool, opts []PutOption) er
 	if ctx.Err() != nil {
 		block = false // an expired context still gets one non-blocking try
 	}
-	err = fromWire(b.QueuePut(ctx, q.id, data, 0, protocol.UnboundMode(mode), block))
+	err = fromWire(b.QueuePut(ctx, supervisor.PutRequest{Queue: q.id, Item: data, Unbound: protocol.UnboundMode(mode), Block: block}))
 	// The handles in v hold their queues until the item holds them, and q
 	// holds its own while the put waits: a collected handle would release
 	// its queue, which could then be destroyed under the put.
@@ -277,7 +277,7 @@ func (q *Queue) get(ctx context.Context, block bool) (any, error) {
 	if ctx.Err() != nil {
 		block = false
 	}
-	item, err := b.QueueGet(ctx, q.id, block)
+	item, err := b.QueueGet(ctx, supervisor.GetRequest{Queue: q.id, Block: block})
 	runtime.KeepAlive(q) // q holds its queue while the get waits
 	if err != nil {
 		return nil, fromWire(err)

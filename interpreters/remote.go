@@ -533,12 +533,12 @@ func (r *remoteBackend) Queue(id int64) (supervisor.QueueInfo, error) {
 
 // QueuePut: a non-blocking put is one quick try even under an expired
 // context, as it is locally.
-func (r *remoteBackend) QueuePut(ctx context.Context, id int64, data []byte, _ int64, mode protocol.UnboundMode, block bool) error {
-	if !block {
+func (r *remoteBackend) QueuePut(ctx context.Context, p supervisor.PutRequest) error {
+	if !p.Block {
 		ctx = context.Background()
 	}
-	err := r.doStream(ctx, protocol.ControlQueuePut, &protocol.QueuePutParams{ID: id, Value: data, Unbound: mode, Block: block, TimeoutNs: timeoutNs(ctx)}, nil)
-	return queueWaitEnded(err, id, protocol.CodeQueueFull)
+	err := r.doStream(ctx, protocol.ControlQueuePut, &protocol.QueuePutParams{ID: p.Queue, Value: p.Item, Unbound: p.Unbound, Block: p.Block, TimeoutNs: timeoutNs(ctx)}, nil)
+	return queueWaitEnded(err, p.Queue, protocol.CodeQueueFull)
 }
 
 // queueWaitEnded makes the end of a queue operation's context, when it
@@ -553,13 +553,13 @@ func queueWaitEnded(err error, id int64, code protocol.Code) error {
 	return protocol.QueueWaitEnded(id, code, e)
 }
 
-func (r *remoteBackend) QueueGet(ctx context.Context, id int64, block bool) (supervisor.QueueItem, error) {
-	if !block {
+func (r *remoteBackend) QueueGet(ctx context.Context, g supervisor.GetRequest) (supervisor.QueueItem, error) {
+	if !g.Block {
 		ctx = context.Background()
 	}
 	var res protocol.QueueGetResult
-	if err := r.doStream(ctx, protocol.ControlQueueGet, &protocol.QueueGetParams{ID: id, Block: block, TimeoutNs: timeoutNs(ctx)}, &res); err != nil {
-		return supervisor.QueueItem{}, queueWaitEnded(err, id, protocol.CodeQueueEmpty)
+	if err := r.doStream(ctx, protocol.ControlQueueGet, &protocol.QueueGetParams{ID: g.Queue, Block: g.Block, TimeoutNs: timeoutNs(ctx)}, &res); err != nil {
+		return supervisor.QueueItem{}, queueWaitEnded(err, g.Queue, protocol.CodeQueueEmpty)
 	}
 	if res.Unbound {
 		return supervisor.QueueItem{Unbound: true}, nil

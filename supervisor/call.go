@@ -34,12 +34,12 @@ func (s *Supervisor) Call(ctx context.Context, id int64, fn string, args []byte)
 
 // callIn is Call on behalf of interpreter by (0: the host).
 func (s *Supervisor) callIn(ctx context.Context, id int64, fn string, args []byte, by int64) ([]byte, error) {
-	s.holdQueues(id, args)
+	s.qs.hold(id, protocol.QueueIDs(args)...)
 	res, err := s.call(ctx, id, protocol.MethodCall, func(timeout int64) any {
 		return &protocol.CallParams{Fn: fn, Args: args, TimeoutNs: timeout}
 	})
 	if err == nil {
-		s.deliver(by, res)
+		s.qs.deliver(by, res)
 	}
 	return res, err
 }
@@ -47,7 +47,7 @@ func (s *Supervisor) callIn(ctx context.Context, id int64, fn string, args []byt
 // PrepareMain binds the entries of names, a msgpack map of strict-tier
 // values, as globals of id: all or none.
 func (s *Supervisor) PrepareMain(ctx context.Context, id int64, names []byte) error {
-	s.holdQueues(id, names)
+	s.qs.hold(id, protocol.QueueIDs(names)...)
 	_, err := s.call(ctx, id, protocol.MethodPrepareMain, func(int64) any {
 		return &protocol.PrepareMainParams{Names: names}
 	})

@@ -25,24 +25,24 @@ func (s *Supervisor) callbacks(from int64) map[string]protocol.Handler {
 			}
 			// The worker asks about a queue it has a handle on; one made by
 			// Queue(id) from a bare ID reaches the queue from then on.
-			s.holdQueue(from, p.ID)
+			s.qs.hold(from, p.ID)
 			return &protocol.QueueInfo{MaxSize: info.MaxSize, Unbound: info.Unbound, Size: info.Size}, nil
 		}),
 		protocol.MethodQueuePut: protocol.Handle(func(ctx context.Context, p *protocol.QueuePutParams) (any, error) {
 			ctx, stop := untilCallDeadline(ctx)
 			defer stop()
-			if ctx.Err() != nil { // the call is over: its caller saw it fail
-				return nil, protocol.QueueWaitEnded(p.ID, protocol.CodeQueueFull, ctx.Err())
+			if over(ctx) { // the call is over: its caller saw it fail
+				return nil, protocol.QueueWaitEnded(p.ID, protocol.CodeQueueFull, overErr(ctx))
 			}
 			ctx, cancel := protocol.WithTimeout(ctx, p.TimeoutNs)
 			defer cancel()
-			return nil, s.QueuePut(ctx, p.ID, p.Item(), from, p.Unbound, p.Block)
+			return nil, s.QueuePut(ctx, PutRequest{Queue: p.ID, Item: p.Item(), From: from, Unbound: p.Unbound, Block: p.Block})
 		}),
 		protocol.MethodQueueGet: protocol.Handle(func(ctx context.Context, p *protocol.QueueGetParams) (any, error) {
 			ctx, stop := untilCallDeadline(ctx)
 			defer stop()
-			if ctx.Err() != nil { // the call is over: its caller saw it fail
-				return nil, protocol.QueueWaitEnded(p.ID, protocol.CodeQueueEmpty, ctx.Err())
+			if over(ctx) { // the call is over: its caller saw it fail
+				return nil, protocol.QueueWaitEnded(p.ID, protocol.CodeQueueEmpty, overErr(ctx))
 			}
 			ctx, cancel := protocol.WithTimeout(ctx, p.TimeoutNs)
 			defer cancel()
@@ -50,7 +50,7 @@ func (s *Supervisor) callbacks(from int64) map[string]protocol.Handler {
 			if respond, ok := ctx.Value(respondKey{}).(func(any) bool); ok {
 				answer = func(data []byte) bool { return respond(&protocol.QueueGetResult{Value: data}) }
 			}
-			item, err := s.queueGet(ctx, p.ID, p.Block, from, answer)
+			item, err := s.qs.get(ctx, GetRequest{Queue: p.ID, Block: p.Block, by: from, answer: answer})
 			if err != nil {
 				return nil, err
 			}

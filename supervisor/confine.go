@@ -34,7 +34,7 @@ func (s *Supervisor) confine(it *interp, hs map[string]protocol.Handler) {
 			if err != nil {
 				return nil, err
 			}
-			if !s.holds(it.id, id) {
+			if !s.qs.holds(it.id, id) {
 				return nil, queueNotFound(id)
 			}
 			return h(ctx, body)
@@ -64,7 +64,7 @@ func (s *Supervisor) confine(it *interp, hs map[string]protocol.Handler) {
 	for m, h := range hs {
 		hs[m] = func(ctx context.Context, body []byte) (any, error) {
 			for _, id := range protocol.QueueIDs(body) {
-				if !s.holds(it.id, id) {
+				if !s.qs.holds(it.id, id) {
 					return nil, queueNotFound(id)
 				}
 			}
@@ -83,19 +83,6 @@ func (s *Supervisor) reaches(it *interp, id int64) bool {
 	target := s.interps[id]
 	s.mu.RUnlock()
 	return target != nil && slices.Contains(target.ancestors, it.id)
-}
-
-// holds reports whether interpreter by holds queue id: made it, or was
-// handed it in a value.
-func (s *Supervisor) holds(by, id int64) bool {
-	s.qs.mu.Lock()
-	defer s.qs.mu.Unlock()
-	q := s.qs.byID[id]
-	if q == nil {
-		return false
-	}
-	_, ok := q.holders[by]
-	return ok
 }
 
 // firstID reads the ID that the params of every interpreter and queue

@@ -66,7 +66,7 @@ func (s *Supervisor) hostCallbacks(it *interp, hs map[string]protocol.Handler) {
 		if len(args) == 0 {
 			args = []byte{0x90} // no arguments
 		}
-		s.deliver(0, args) // the queues in args are the host's now
+		s.qs.deliver(0, args) // the queues in args are the host's now
 		var res []byte
 		var err error
 		if it.hosting.Prompt || ctx.Value(endlessKey{}) != nil {
@@ -84,7 +84,7 @@ func (s *Supervisor) hostCallbacks(it *interp, hs map[string]protocol.Handler) {
 		}
 		// The queues in the results come with a reference each, which
 		// passes to the interpreter.
-		s.holdQueues(it.id, res)
+		s.qs.hold(it.id, protocol.QueueIDs(res)...)
 		for _, id := range protocol.QueueIDs(res) {
 			s.ReleaseQueue(id)
 		}

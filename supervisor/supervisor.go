@@ -32,7 +32,7 @@ type Supervisor struct {
 	// it; Limits.Created caps it.
 	families map[int64]int
 
-	qs    queues
+	qs    queueSet
 	spare spares
 
 	watchers sync.WaitGroup
@@ -113,6 +113,7 @@ func New(cfg Config) (*Supervisor, error) {
 		return nil, err
 	}
 	s := &Supervisor{cfg: cfg, interps: make(map[int64]*interp)}
+	s.qs.lives = s.interpLives
 	s.refillSpares()
 	return s, nil
 }
@@ -336,7 +337,7 @@ func (s *Supervisor) workerEnded(it *interp, p *process) {
 	}
 	it.restarting.Store(true) // calls fail with "already running" meanwhile
 	p.markDead(exitErr)
-	s.unbindItems(it.id) // the worker's items are gone with it
+	s.qs.unbind(it.id) // the worker's items are gone with it
 	if s.restart(it, exitErr) {
 		it.restarted.Add(1)
 		s.watch(it)
@@ -356,8 +357,8 @@ func (s *Supervisor) end(it *interp) {
 		if it.root != it.id {
 			s.leaveFamily(it.root)
 		}
-		s.unbindItems(it.id)
-		s.releaseHolder(it.id)
+		s.qs.unbind(it.id)
+		s.qs.releaseHolder(it.id)
 		close(it.gone)
 	})
 }
@@ -440,7 +441,7 @@ func (s *Supervisor) Close() error {
 	s.mu.Unlock()
 	s.endAll()
 	s.stopSpares()
-	s.closeQueues()
+	s.qs.closeAll()
 	s.watchers.Wait()
 	return nil
 }
