@@ -187,8 +187,30 @@ func busy(b *testing.B, callers int, op func(k, i int) error) {
 	wg.Wait()
 }
 
-// BenchmarkLaunch measures starting a worker until it answers.
+// BenchmarkLaunch measures starting a worker until it answers, in a host
+// that links heavy packages (this test binary links gRPC, protobuf,
+// Prometheus and the NATS server), beside the start of a program linking
+// only gopher-lua and msgpack. integration/density's BenchmarkLaunch does
+// the same in a light host.
 func BenchmarkLaunch(b *testing.B) {
+	b.Run("bare-luamsgpack-start", func(b *testing.B) {
+		if err := baseline.BuildBare(); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(baseline.RemoveBare)
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			wait, err := baseline.StartBare()
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			if err := wait(); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+	})
 	b.Run("go-plugin-launch", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			if err := baseline.LaunchPlugin(); err != nil {
