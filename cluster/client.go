@@ -124,7 +124,7 @@ func Connect(ctx context.Context, url string, cfg ClientConfig) (*Client, error)
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.PingInterval(time.Second),
 		nats.MaxPingsOutstanding(2),
-		nats.DisconnectErrHandler(func(*nats.Conn, error) { c.setConnected(false) }),
+		nats.DisconnectErrHandler(func(*nats.Conn, error) { c.disconnected() }),
 		nats.ReconnectHandler(func(*nats.Conn) { c.setConnected(true) }),
 		nats.ClosedHandler(func(*nats.Conn) { c.shut("the connection to NATS was closed") }),
 	}
@@ -209,6 +209,22 @@ func (c *Client) shut(why string) {
 	c.mu.Unlock()
 	for _, p := range ps {
 		p.finish(nil, protocol.Errorf(protocol.CodeUnavailable, "%s", why))
+	}
+}
+
+// disconnected fails the requests waiting, as a daemon's connection that
+// is lost does: NATS keeps no answer sent to a client while it is away, so
+// they might otherwise wait for ever, and whether they ran is unknown. (A
+// client whose own NATS server was on a node that died sees its requests
+// to that node fail so too, and the later ones fail with CodeNodeLost.)
+func (c *Client) disconnected() {
+	c.setConnected(false)
+	c.mu.Lock()
+	ps := c.pending
+	c.pending = make(map[uint64]*pending)
+	c.mu.Unlock()
+	for _, p := range ps {
+		p.finish(nil, protocol.Errorf(protocol.CodeUnavailable, "lost the connection to the cluster's NATS during the request to node %s: whether it ran is unknown", p.at.node))
 	}
 }
 

@@ -37,6 +37,25 @@
 // own interpreters (see the node package), so nothing the cluster counts
 // as lost runs on.
 //
+// Requests are plain core-NATS messages rather than nats.go's micro
+// services: a call's output must reach the client before its answer, on
+// one ordered path, and a node must be able to ask the client back (host
+// functions) and to be told of a cancellation; micro's one-request,
+// one-reply endpoints give none of these, and its discovery is polling,
+// where heartbeats are needed anyway for loss detection.
+//
+// Queues, for now, live on one node each: CreateQueue makes one on the
+// least-loaded node, its ID comes from the same cluster counter as
+// interpreters' (so no two nodes' queues share an ID), and every queue
+// operation of the client goes to that node, found as an interpreter is.
+// Cluster-wide queues will keep that routing for queues made before them
+// and add a second kind, told apart by the node that answers for the ID: a
+// JetStream work-queue stream per queue (one durable consumer shared by
+// every getter, MaxAckPending 1 for FIFO, DiscardNew and MaxMsgs for
+// maxsize), reached by the client directly and by a node on behalf of its
+// interpreters through the supervisor's queue operations, which will take
+// a store the node supplies as they now take NextID.
+//
 // Who may do what: anyone who can publish on C.node.N.rpc can create
 // interpreters on N and run any code in any of N's interpreters with the
 // daemon's privileges, read their output (by naming their own inbox) and

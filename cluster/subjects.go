@@ -1,9 +1,6 @@
 package cluster
 
-import (
-	"fmt"
-	"regexp"
-)
+import "fmt"
 
 // DefaultName is the cluster name when none is given. Every subject a
 // cluster uses starts with its name, so several clusters can share one
@@ -30,13 +27,15 @@ const (
 	KindCall   = "call"   // a node's request of the client (a host function call), answered on its reply subject
 )
 
-// validName is what a cluster or node name may be: one subject token, and
-// a valid JetStream bucket name part.
-var validName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-
-// CheckName refuses a cluster or node name that cannot be a subject token.
+// CheckName refuses a cluster or node name that cannot be one subject
+// token and part of a JetStream bucket name. (No regexp: this package's
+// init runs in every worker process.)
 func CheckName(what, name string) error {
-	if !validName.MatchString(name) {
+	ok := len(name) >= 1 && len(name) <= 64
+	for _, r := range name {
+		ok = ok && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_')
+	}
+	if !ok {
 		return fmt.Errorf("%s name %q: want 1 to 64 letters, digits, '-' or '_'", what, name)
 	}
 	return nil

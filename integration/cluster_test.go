@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/subinterp/subinterp/cluster/node"
 	"github.com/subinterp/subinterp/internal/testcert"
@@ -183,4 +184,49 @@ func checkSpansNodes(t *testing.T, rt *interpreters.Runtime, url, cluster string
 	if !strings.Contains(fmt.Sprint(listed[0]), "Interpreter(0)") {
 		t.Errorf("ListAll starts with %v, want main", listed[0])
 	}
+}
+
+// TestClusterClientServerLost: a client whose own NATS server goes away
+// (it was embedded in a node that stopped) never waits for ever: its
+// request in flight fails with ErrUnavailable, as over a lost daemon
+// connection; it reconnects to another server of the cluster, where the
+// node that went is lost and the others answer.
+func TestClusterClientServerLost(t *testing.T) {
+	t.Parallel()
+	name := newClusterName()
+	names := []string{"a", "b", "c"}
+	ports := []int{freePort(t), freePort(t), freePort(t)}
+	var routes []string
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
+	}
+	var nodes []*testNode
+	for i, n := range names {
+		nodes = append(nodes, startNode(t, node.Config{
+			Name: n, Cluster: name, Embed: "127.0.0.1:-1",
+			RouteListen: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: routes,
+		}))
+	}
+	rt := dialCluster(t, nodes[2].node.ClientURL(), names, interpreters.WithCluster(name))
+	// The call in flight ends by its own deadline on a, so the daemon's
+	// shutdown need not wait for it.
+	onA := create(t, rt, interpreters.WithNode("a"), interpreters.WithCallTimeout(3*time.Second))
+	onC := create(t, rt, interpreters.WithNode("c"))
+	th := onA.CallInThread("function() while true do end end")
+	waitRunning(t, onA, th.Done())
+
+	nodes[2].node.Close() // c leaves: its embedded server, the client's, goes with it
+	select {
+	case <-th.Done():
+	case <-time.After(bounded):
+		t.Fatal("the call in flight when the client's server went never returned")
+	}
+	_, err := th.Wait()
+	wantErr(t, "the call in flight when the client's server went", err, interpreters.ErrUnavailable)
+
+	waitNodes(t, rt, "a", "b")
+	_, err = onC.Call("tostring", 1)
+	wantErr(t, "a call to the interpreter of the node that went", err, interpreters.ErrNodeLost)
+	onB := create(t, rt, interpreters.WithNode("b"))
+	wantEqual(t, "a call on b through another server", mustCall(t, onB, "function() return 5 end"), int64(5))
 }

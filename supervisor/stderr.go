@@ -38,6 +38,10 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 	if all := crashHeader.FindAllIndex(p, -1); len(all) > 0 {
 		i := all[len(all)-1][0]
 		t.cause = append(t.cause[:0], p[i:min(len(p), i+maxCause)]...)
+	} else if n := len(t.cause); n > 0 && n < maxCause {
+		// The report goes on in this write: a header can end one write
+		// ("fatal error: ") and its cause begin the next.
+		t.cause = append(t.cause, p[:min(len(p), maxCause-n)]...)
 	}
 	t.buf = append(t.buf, p...)
 	if over := len(t.buf) - maxTail; over > 0 {
