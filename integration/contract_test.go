@@ -285,13 +285,9 @@ func contractCancellation(t *testing.T, rt *interpreters.Runtime) {
 	ctx, cancel := context.WithCancel(t.Context())
 	loop := startExec(ctx, it, "while true do end")
 	waitRunning(t, it, loop.done)
-	cancelled := time.Now()
 	cancel()
-	_, err := loop.wait(t)
+	_, err := loop.wait(t) // bounded: only a cancellation that never lands fails here
 	wantErr(t, "a cancelled Exec", err, context.Canceled)
-	if d := time.Since(cancelled); d > 5*time.Second {
-		t.Errorf("cancellation took %v", d)
-	}
 	// The VM stopped cleanly: same worker, same state, not running.
 	wantRunning(t, it, false)
 	wantEqual(t, "state after cancellation", global(t, it, "state"), "kept")

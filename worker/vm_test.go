@@ -777,12 +777,9 @@ func TestInterrupt(t *testing.T) {
 			if pe := failed(t, err); pe.Code != protocol.CodeCanceled {
 				t.Fatalf("got %+v, want canceled", pe)
 			}
-			// A hang guard; the interrupt's speed is measured by benchmarks.
-			if took > 5*time.Second {
-				t.Errorf("interrupt took %v", took)
-			} else if took > 50*time.Millisecond {
-				t.Logf("interrupt took %v (slow machine?)", took)
-			}
+			// execCancelled bounds it against a hang; the interrupt's
+			// speed is measured by benchmarks.
+			t.Logf("interrupt took %v", took)
 			wantResults(t, eval(t, vm, "kept"), "yes")
 		})
 	}
