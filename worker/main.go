@@ -52,28 +52,29 @@ func Main() int {
 		fmt.Fprintf(os.Stderr, "subinterp worker: %v\n", err)
 		return 2
 	}
-	// The call channel stays a blocking socket, read by this goroutine:
-	// the one that runs package initialisation, which the runtime keeps on
-	// the main thread until init returns, and so for the worker's life.
-	// Waiting for a call, that thread sleeps in read(2) and the kernel
-	// wakes it to run the call, with no hand-off between threads; were the
-	// VM on another goroutine, the main thread would idle beside it. The
-	// session goes through the runtime's poller, on one more thread.
-	unix.CloseOnExec(protocol.WorkerCallFD)
-	calls := os.NewFile(protocol.WorkerCallFD, "subinterp-calls")
+	// Both sockets are read through the runtime's poller, and calls run on
+	// a goroutine of their own. The goroutine that runs package
+	// initialisation is kept on the main thread until init returns, which
+	// for a worker is never; were calls read there with a blocking read,
+	// the runtime would take the P from that thread whenever it waits and
+	// start another to poll the session. So an idle worker sleeps with one
+	// thread in epoll_wait, the main one parked beside it, and the thread
+	// the poller wakes runs the call itself.
+	calls, err := inheritedFile(protocol.WorkerCallFD, "subinterp-calls")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "subinterp worker: %v\n", err)
+		return 2
+	}
 	w := newWorker(cfg)
 	w.serve(conn, protocol.NewCallConn(calls))
 	if err := handshake(); err != nil {
 		fmt.Fprintf(os.Stderr, "subinterp worker: handshake: %v\n", err)
 		return 2
 	}
-	go func() {
-		// The session is the lifeline: when it ends the supervisor has
-		// closed us or died, and the worker must not outlive it.
-		<-w.peer.Done()
-		os.Exit(0)
-	}()
-	w.callLoop()
+	go w.callLoop()
+	// The session is the lifeline: when it ends the supervisor has closed
+	// us or died, and the worker must not outlive it.
+	<-w.peer.Done()
 	return 0
 }
 

@@ -77,7 +77,7 @@ func manyInterpreters(t *testing.T, n int) {
 	if raceEnabled {
 		t.Skip("a race-enabled worker holds some 20 MiB, and thousands of them would not fit where thousands of real ones do: run without -race")
 	}
-	checkMachineLimits(t, n)
+	local := checkMachineLimits(t, n)
 
 	rt := interpreters.New()
 	rtClosed := false
@@ -90,6 +90,20 @@ func manyInterpreters(t *testing.T, n int) {
 		}
 	}
 	t.Cleanup(closeRT)
+	// What this host cannot hold, a second one does.
+	var second *secondHost
+	hostPid := os.Getpid()
+	if local < n {
+		second = startSecondHost(t)
+		hostPid = second.cmd.Process.Pid
+		t.Logf("this host holds %d interpreters, a second host (pid %d) the other %d: RLIMIT_NOFILE allows no more in one", local, hostPid, n-local)
+	}
+	parentOf := func(i int) int {
+		if i < local {
+			return os.Getpid()
+		}
+		return hostPid
+	}
 
 	// One interpreter first, so that what the runtime starts once is in
 	// the baseline.
@@ -108,6 +122,11 @@ func manyInterpreters(t *testing.T, n int) {
 	runtime.GC()
 	time.Sleep(50 * time.Millisecond)
 	before, rss := hostNow(t), selfRSS(t)
+	var secondBefore helperReply
+	secondFDs := 0
+	if second != nil {
+		secondBefore, secondFDs = second.do(t, "list"), procFDs(hostPid)
+	}
 	available := memAvailable(t)
 	t.Logf("before: host RSS %s, %d goroutines, %d file descriptors, %d child processes",
 		mib(rss), before.goroutines, before.fds, len(before.children))
@@ -115,7 +134,7 @@ func manyInterpreters(t *testing.T, n int) {
 	// Create them all, each with a global of its own.
 	its := make([]*interpreters.Interpreter, n)
 	began := time.Now()
-	errs := inLanes(n, func(i int) error {
+	errs := inLanes(local, func(i int) error {
 		it, err := rt.Create()
 		if err != nil {
 			return fmt.Errorf("Create: %w", err)
@@ -126,8 +145,11 @@ func manyInterpreters(t *testing.T, n int) {
 		}
 		return nil
 	})
+	if second != nil {
+		second.do(t, fmt.Sprintf("create %d %d", local, n))
+	}
 	created := time.Since(began)
-	if failed(t, "creating", errs) {
+	if failed(t, "creating", errs) || t.Failed() {
 		// The cleanup closes the runtime and TestMain checks that no
 		// worker outlived it.
 		t.FailNow()
@@ -137,7 +159,7 @@ func manyInterpreters(t *testing.T, n int) {
 
 	// Every one answers from its own state.
 	began = time.Now()
-	errs = inLanes(n, func(i int) error {
+	errs = inLanes(local, func(i int) error {
 		got, err := its[i].Call("function(d) return k + d end", 1)
 		if err != nil {
 			return fmt.Errorf("%v.Call: %w", its[i], err)
@@ -147,6 +169,9 @@ func manyInterpreters(t *testing.T, n int) {
 		}
 		return nil
 	})
+	if second != nil {
+		second.do(t, "call")
+	}
 	failed(t, "calling", errs)
 	t.Logf("called all %d in %v", n, time.Since(began).Round(time.Millisecond))
 
@@ -155,36 +180,51 @@ func manyInterpreters(t *testing.T, n int) {
 	if err != nil {
 		t.Fatalf("ListAll: %v", err)
 	}
-	if len(all) != n+1 || all[0] != rt.GetMain() {
-		t.Errorf("ListAll lists %d interpreters, want main and %d", len(all), n)
+	if len(all) != local+1 || all[0] != rt.GetMain() {
+		t.Errorf("ListAll lists %d interpreters, want main and %d", len(all), local)
 	}
 	listed := make(map[*interpreters.Interpreter]bool, len(all))
 	for _, it := range all {
 		listed[it] = true
 	}
-	pids := make([]int, n)
-	owner := make(map[int]int64, n)
-	for i, it := range its {
-		if !listed[it] {
-			t.Errorf("%v is not in ListAll", it)
+	var secondList helperReply
+	if second != nil {
+		if secondList = second.do(t, "list"); secondList.Listed != n-local+1 || len(secondList.Pids) != n-local {
+			t.Fatalf("the second host lists %d interpreters and %d workers, want main and %d", secondList.Listed, len(secondList.Pids), n-local)
 		}
-		if pids[i], err = it.Pid(); err != nil {
-			t.Fatalf("%v.Pid: %v", it, err)
+	}
+	pids := make([]int, n)
+	owner := make(map[int]int, n)
+	for i := range pids {
+		if i < local {
+			it := its[i]
+			if !listed[it] {
+				t.Errorf("%v is not in ListAll", it)
+			}
+			if pids[i], err = it.Pid(); err != nil {
+				t.Fatalf("%v.Pid: %v", it, err)
+			}
+		} else {
+			pids[i] = secondList.Pids[i-local]
 		}
 		if other, dup := owner[pids[i]]; dup {
-			t.Errorf("interpreters %d and %d share worker %d", other, it.ID(), pids[i])
+			t.Errorf("interpreters #%d and #%d share worker %d", other, i, pids[i])
 		}
-		owner[pids[i]] = it.ID()
-		if ppid, _, state, ok := procStat(pids[i]); !ok || ppid != os.Getpid() || state == "Z" {
-			t.Errorf("%v: worker %d is not a live child of the host: %s", it, pids[i], describePid(pids[i]))
+		owner[pids[i]] = i
+		if ppid, _, state, ok := procStat(pids[i]); !ok || ppid != parentOf(i) || state == "Z" {
+			t.Errorf("interpreter #%d: worker %d is not a live child of its host %d: %s", i, pids[i], parentOf(i), describePid(pids[i]))
 		}
 	}
 
 	// What they use idle: CPU over a window in which nothing is asked of
 	// them, the host's share included.
-	cpuBefore, hostCPUBefore := workersCPU(t, pids), selfCPU(t)
+	hosts := []int{os.Getpid()}
+	if hostPid != os.Getpid() {
+		hosts = append(hosts, hostPid)
+	}
+	cpuBefore, hostCPUBefore := workersCPU(t, pids), workersCPU(t, hosts)
 	time.Sleep(idleWindow)
-	idleCPU := (workersCPU(t, pids) - cpuBefore + selfCPU(t) - hostCPUBefore).Seconds() / idleWindow.Seconds()
+	idleCPU := (workersCPU(t, pids) - cpuBefore + workersCPU(t, hosts) - hostCPUBefore).Seconds() / idleWindow.Seconds()
 
 	// What they hold, idle, at full strength.
 	var private, maxPrivate, pageTables int64
@@ -204,8 +244,15 @@ func manyInterpreters(t *testing.T, n int) {
 	perInterp := private / int64(n)
 	hostRSS, hostG, hostFDs := selfRSS(t), runtime.NumGoroutine(), openFDs(t)
 	used := available - memAvailable(t)
-	goroutinesEach := float64(hostG-before.goroutines) / float64(n)
-	fdsEach := float64(hostFDs-before.fds) / float64(n)
+	goroutinesEach := float64(hostG-before.goroutines) / float64(local)
+	fdsEach := float64(hostFDs-before.fds) / float64(local)
+	if second != nil {
+		t.Logf("second host: %d goroutines (+%.2f each), %d file descriptors (+%.2f each)",
+			secondList.Goroutines, float64(secondList.Goroutines-secondBefore.Goroutines)/float64(n-local),
+			procFDs(hostPid), float64(procFDs(hostPid)-secondFDs)/float64(n-local))
+		goroutinesEach = max(goroutinesEach, float64(secondList.Goroutines-secondBefore.Goroutines)/float64(n-local))
+		fdsEach = max(fdsEach, float64(procFDs(hostPid)-secondFDs)/float64(n-local))
+	}
 	t.Logf("%d live interpreters: workers' private memory %s in all, %s each on average (largest %s)",
 		n, mib(private), mib(perInterp), mib(maxPrivate))
 	t.Logf("workers' page tables %s in all (%.0f KiB each), %d threads in all (%.2f each, at most %d)",
@@ -232,7 +279,12 @@ func manyInterpreters(t *testing.T, n int) {
 
 	// Close them all; each Close returns once its worker is reaped.
 	began = time.Now()
-	errs = inLanes(n, func(i int) error { return its[i].Close() })
+	errs = inLanes(local, func(i int) error { return its[i].Close() })
+	if second != nil {
+		if r := second.do(t, "close"); len(r.Children) > 0 {
+			t.Errorf("children of the second host after closing its interpreters: %v", r.Children)
+		}
+	}
 	closed := time.Since(began)
 	failed(t, "closing", errs)
 	t.Logf("closed %d interpreters in %v (%v each, %d at a time)", n, closed.Round(time.Millisecond),
@@ -245,6 +297,11 @@ func manyInterpreters(t *testing.T, n int) {
 	after := wantHostBack(t, before, thousandGoroutines, thousandFDs, fmt.Sprintf("after closing %d interpreters", n))
 	t.Logf("after: host RSS %s, %d goroutines, %d file descriptors, %d child processes", mib(selfRSS(t)), after.goroutines, after.fds, len(after.children))
 	closeRT()
+	if second != nil {
+		if r := second.quit(t); len(r.Children) > 0 {
+			t.Errorf("children of the second host after closing its runtime: %v", r.Children)
+		}
+	}
 	if left := childPids(); len(left) > 0 {
 		t.Errorf("children of this process after Runtime.Close: %v", left)
 	}
@@ -254,10 +311,12 @@ func manyInterpreters(t *testing.T, n int) {
 }
 
 // checkMachineLimits fails t before anything starts when the machine
-// cannot hold n workers: too few descriptors for the host (it raises its
-// own limit when it may), process ids, threads or memory. Running out
-// midway would fail Create as it should, but this test means to measure n.
-func checkMachineLimits(t *testing.T, n int) {
+// cannot hold n workers: too few process ids, threads or memory. Running
+// out midway would fail Create as it should, but this test means to
+// measure n. It returns how many of them this host can hold: as many as
+// RLIMIT_NOFILE allows, which it raises as far as it may; the test holds
+// the rest in a second host.
+func checkMachineLimits(t *testing.T, n int) (local int) {
 	t.Helper()
 	needFDs := uint64(n*idleHostDescriptors + 1024)
 	var lim unix.Rlimit
@@ -267,10 +326,17 @@ func checkMachineLimits(t *testing.T, n int) {
 	if lim.Cur < needFDs {
 		raised := unix.Rlimit{Cur: needFDs, Max: max(lim.Max, needFDs)}
 		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &raised); err != nil {
-			t.Fatalf("%d interpreters need %d file descriptors; RLIMIT_NOFILE is %d (hard %d) and raising it failed: %v (ulimit -Hn %d)",
-				n, needFDs, lim.Cur, lim.Max, err, needFDs)
+			raised = unix.Rlimit{Cur: lim.Max, Max: lim.Max}
+			if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &raised); err != nil {
+				t.Fatalf("raising RLIMIT_NOFILE to its hard limit %d: %v", lim.Max, err)
+			}
 		}
-		t.Logf("raised RLIMIT_NOFILE from %d (hard %d) to %d", lim.Cur, lim.Max, needFDs)
+		t.Logf("RLIMIT_NOFILE raised from %d (hard %d) to %d", lim.Cur, lim.Max, raised.Cur)
+		lim = raised
+	}
+	local = min(n, int(lim.Cur-1024)/idleHostDescriptors)
+	if 2*local < n {
+		t.Fatalf("%d interpreters need %d file descriptors, more than two hosts with RLIMIT_NOFILE %d have", n, needFDs, lim.Cur)
 	}
 	needTasks := int64(n*workerThreadsBound + 4096)
 	for _, f := range []string{"/proc/sys/kernel/pid_max", "/proc/sys/kernel/threads-max"} {
@@ -286,6 +352,13 @@ func checkMachineLimits(t *testing.T, n int) {
 	if have, need := memAvailable(t), int64(n)*workerMemoryBound; have < need {
 		t.Fatalf("%d interpreters need some %s of memory, and %s is available", n, mib(need), mib(have))
 	}
+	return local
+}
+
+// procFDs is the number of descriptors process p has open.
+func procFDs(p int) int {
+	entries, _ := os.ReadDir("/proc/" + strconv.Itoa(p) + "/fd")
+	return len(entries)
 }
 
 // workersCPU is the CPU time the processes pids have used.

@@ -17,6 +17,7 @@ import (
 // TestMain fails the run when a worker outlives the runtimes that started
 // it.
 func TestMain(m *testing.M) {
+	serveHelper()
 	code := m.Run()
 	if err := interpreters.Shutdown(); err != nil {
 		fmt.Fprintf(os.Stderr, "density: Shutdown: %v\n", err)
