@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -82,6 +83,31 @@ func contractHostFunctions(t *testing.T, open func(...interpreters.Option) *inte
 			for _ in pairs(h) do n = n + 1 end
 			return h == require("host"), n
 		end`), interpreters.Tuple{true, int64(4)})
+
+	// Queues cross both ways: one the script passes arrives as the
+	// runtime's own handle, and one the host returns reaches the script.
+	// The handles the host drops do not take the queues with them.
+	var seen *interpreters.Queue
+	var qrt *interpreters.Runtime
+	qrt = open(
+		interpreters.WithFunc("take", func(_ context.Context, args ...any) (any, error) {
+			seen, _ = args[0].(*interpreters.Queue)
+			return nil, nil
+		}),
+		interpreters.WithFunc("fresh", func(context.Context, ...any) (any, error) {
+			return qrt.CreateQueue(0)
+		}),
+	)
+	qit := create(t, qrt)
+	q := newQueue(t, qrt)
+	mustCall(t, qit, `function(q) require("host").take(q) end`, q)
+	if seen != q {
+		t.Errorf("a queue passed to a host function arrived as %v, want the runtime's handle %v", seen, q)
+	}
+	mustExec(t, qit, `fresh = require("host").fresh() fresh:put("via the host")`)
+	runtime.GC()
+	got := mustCall(t, qit, `function() collectgarbage() return fresh:get_nowait() end`)
+	wantEqual(t, "an item in a queue a host function returned", got, "via the host")
 
 	bare := create(t, open())
 	wantEqual(t, "require(\"host\") without functions",
