@@ -37,10 +37,11 @@ fuzz: ## run each fuzz target for FUZZTIME (default 30s)
 		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-30s} ./protocol/ || exit 1; \
 	done
 
-bench: ## the report table (subinterp beside its baselines, one run) and its plots in docs/bench, then the go test benchmarks
+bench: ## the report table (subinterp beside its baselines, one run) and its plots in docs/bench, the remote report (Dial beside local), then the go test benchmarks
 	SUBINTERP_BENCH_PLOTS=$(CURDIR)/docs/bench $(GO) test -run '^$$' -bench '^BenchmarkReport$$' -benchtime 1x -timeout 30m $(BENCHPKG) 2>/dev/null
+	$(GO) test -run '^$$' -bench '^BenchmarkRemoteReport$$' -benchtime 1x -timeout 30m $(BENCHPKG) 2>/dev/null
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout 60m ./worker/
-	$(GO) test -run '^$$' -bench '^Benchmark(RoundTrip|Busy8|Launch|CrashReport|Queue|Cluster)' -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout 60m $(BENCHPKG) 2>/dev/null
+	$(GO) test -run '^$$' -bench '^Benchmark(RoundTrip|Busy8|Launch|CrashReport|Queue|Cluster|RemoteCall)' -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout 60m $(BENCHPKG) 2>/dev/null
 
 load: ## the daemon under full load: 200 interpreters, 8 clients, 30 s, then shutdown mid-load
 	SUBINTERP_LOAD=1 $(GO) test -count=1 -run '^TestDaemonLoad$$' -v -timeout 10m ./integration/

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -46,6 +47,7 @@ func BenchmarkRemoteReport(b *testing.B) {
 	type variant struct {
 		op, rt string
 		fn     func(i int) error
+		batch  func(n int) ([]time.Duration, error) // n latencies at once, instead of fn
 	}
 	var variants []variant
 	for _, r := range runtimes {
@@ -60,10 +62,11 @@ func BenchmarkRemoteReport(b *testing.B) {
 		handoff, stop := startRelay(b, r.rt)
 		defer stop()
 		variants = append(variants,
-			variant{"Call", r.name, func(i int) error { _, err := it.Call("echo", i); return err }},
-			variant{"Exec", r.name, func(int) error { return it.Exec("x = 1") }},
-			variant{"PrepareMain", r.name, func(i int) error { return it.PrepareMain(map[string]any{"x": i}) }},
-			variant{"queue hand-off via a Lua relay", r.name, handoff},
+			variant{"Call", r.name, func(i int) error { _, err := it.Call("echo", i); return err }, nil},
+			variant{"Exec", r.name, func(int) error { return it.Exec("x = 1") }, nil},
+			variant{"PrepareMain", r.name, func(i int) error { return it.PrepareMain(map[string]any{"x": i}) }, nil},
+			variant{"queue hand-off via a Lua relay", r.name, handoff, nil},
+			variant{"host function round trip", r.name, nil, hostRoundTrips(b, r.rt, false)},
 		)
 	}
 	key := func(v variant) string { return v.op + " / " + v.rt }
@@ -72,7 +75,13 @@ func BenchmarkRemoteReport(b *testing.B) {
 	for range rounds {
 		for _, v := range variants {
 			lat := make([]time.Duration, 0, calls)
-			for i := range calls {
+			if v.batch != nil {
+				var err error
+				if lat, err = v.batch(calls); err != nil {
+					b.Fatalf("%s: %v", key(v), err)
+				}
+			}
+			for i := 0; v.batch == nil && i < calls; i++ {
 				start := time.Now()
 				if err := v.fn(i); err != nil {
 					b.Fatalf("%s: %v", key(v), err)
@@ -89,6 +98,7 @@ func BenchmarkRemoteReport(b *testing.B) {
 	var out strings.Builder
 	fmt.Fprintf(&out, "\nsubinterp remote report: %d rounds of %d operations, median of per-round p50/p99\n\n", rounds, calls)
 	fmt.Fprintf(&out, "| %-45s | %10s | %10s | %14s |\n|---|---:|---:|---:|\n", "operation / runtime", "p50", "p99", "p50 ÷ local")
+	sort.SliceStable(variants, func(i, j int) bool { return opOrder(variants[i].op) < opOrder(variants[j].op) })
 	for _, v := range variants {
 		k := key(v)
 		ratio := float64(median(p50[k])) / float64(median(p50[v.op+" / local"]))
@@ -250,4 +260,10 @@ func BenchmarkRemoteCall(b *testing.B) {
 			}
 		})
 	}
+}
+
+// opOrder is where an operation's rows go in the report: each operation's
+// runtimes together, in the order they were measured.
+func opOrder(op string) int {
+	return slices.Index([]string{"Call", "Exec", "PrepareMain", "queue hand-off via a Lua relay", "host function round trip"}, op)
 }
