@@ -49,12 +49,14 @@
 // interpreters' (so no two nodes' queues share an ID), and every queue
 // operation of the client goes to that node, found as an interpreter is.
 // Cluster-wide queues will keep that routing for queues made before them
-// and add a second kind, told apart by the node that answers for the ID: a
-// JetStream work-queue stream per queue (one durable consumer shared by
-// every getter, MaxAckPending 1 for FIFO, DiscardNew and MaxMsgs for
-// maxsize), reached by the client directly and by a node on behalf of its
-// interpreters through the supervisor's queue operations, which will take
-// a store the node supplies as they now take NextID.
+// and add a second kind, told apart by the node that answers for the ID.
+// Their store is Queues (queue.go): a JetStream work-queue stream per
+// queue, one durable consumer shared by every getter (MaxAckPending 1 for
+// FIFO), DiscardNew and MaxMsgs for maxsize, items carrying their putter
+// and its node in headers. It is not yet reached by CreateQueue: the
+// client will use it directly, and a node on behalf of its interpreters
+// through the supervisor's queue operations, which will take a store the
+// node supplies as they now take NextID.
 //
 // Who may do what: anyone who can publish on C.node.N.rpc can create
 // interpreters on N and run any code in any of N's interpreters with the

@@ -1,0 +1,349 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"github.com/subinterp/subinterp/protocol"
+)
+
+// Headers an item of a cluster-wide queue carries beside its msgpack value.
+const (
+	HdrPutter     = "Subinterp-Putter"      // the interpreter that put it; "0" is a client
+	HdrPutterNode = "Subinterp-Putter-Node" // the node of that interpreter; "" for a client
+	HdrUnbound    = "Subinterp-Unbound"     // its protocol.UnboundMode
+)
+
+// The consumer every getter of a queue shares, and how long an item
+// handed to a getter that never acknowledges it (its node died in the
+// get) stays out before JetStream hands it to the next getter.
+const (
+	getters     = "getters"
+	itemAckWait = 10 * time.Second
+	// getRound bounds one pull request; a blocking get asks again, so a
+	// dead server is noticed by the pull's heartbeat, not by this.
+	getRound = 30 * time.Second
+	// retryPause spaces the retries of a put or get while JetStream has
+	// no leader for the queue (a failover takes seconds).
+	retryPause = 100 * time.Millisecond
+	// unboundMeta is the stream metadata key of a queue's default mode.
+	unboundMeta = "subinterp_unbound"
+)
+
+// QueueItem is one item of a cluster-wide queue.
+type QueueItem struct {
+	Data       []byte // the item's msgpack value
+	Putter     int64  // the interpreter that put it; 0 is a client
+	PutterNode string // the node of Putter; "" for a client
+	Unbound    protocol.UnboundMode
+}
+
+// QueueConfig describes a cluster-wide queue.
+type QueueConfig struct {
+	MaxSize int // 0: unbounded
+	Unbound protocol.UnboundMode
+}
+
+// Queues is where a cluster keeps its queues: one JetStream work-queue
+// stream per queue, named C_q_ID with the one subject C.q.ID, read
+// through one durable consumer every getter shares. A stream per queue,
+// rather than a subject per queue in one stream, because maxsize is
+// then the stream's MaxMsgs with DiscardNew (JetStream refuses the put
+// of a full queue itself), a queue's size is its stream's message count,
+// and deleting a queue deletes its stream; the price is one replicated
+// log per queue.
+//
+// The consumer allows one item out at a time (MaxAckPending 1), so items
+// leave in order even across competing getters, and a getter waiting
+// holds a pull request that JetStream answers when an item is stored —
+// no polling. A getter acknowledges before it returns the item; if it
+// dies between being handed the item and the acknowledgement, the item
+// goes to the next getter after itemAckWait. So an item is never
+// dropped, and an item is handed out twice only when the first getter
+// died (or could not reach JetStream) before its get returned.
+//
+// A put into a full queue that may wait listens on C.q.ID.taken, where
+// every get announces that it took an item, and tries again then.
+type Queues struct {
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	subj     Subjects
+	replicas int
+}
+
+// NewQueues keeps the queues of cluster in the JetStream nc reaches, each
+// stored on replicas servers (0 means 1).
+func NewQueues(nc *nats.Conn, cluster string, replicas int) (*Queues, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	if replicas <= 0 {
+		replicas = 1
+	}
+	return &Queues{nc: nc, js: js, subj: Subjects{Cluster: cluster}, replicas: replicas}, nil
+}
+
+func (qs *Queues) stream(id int64) string { return qs.subj.Cluster + "_q_" + strconv.FormatInt(id, 10) }
+func (qs *Queues) subject(id int64) string {
+	return qs.subj.Cluster + ".q." + strconv.FormatInt(id, 10)
+}
+func (qs *Queues) taken(id int64) string { return qs.subject(id) + ".taken" }
+
+// Create makes queue id.
+func (qs *Queues) Create(ctx context.Context, id int64, c QueueConfig) error {
+	if c.MaxSize < 0 {
+		return protocol.Errorf(protocol.CodeInvalidArgument, "maxsize %d: want 0 or more", c.MaxSize)
+	}
+	if !c.Unbound.Valid() {
+		return protocol.Errorf(protocol.CodeInvalidArgument, "unbound mode %d", c.Unbound)
+	}
+	maxMsgs := int64(-1)
+	if c.MaxSize > 0 {
+		maxMsgs = int64(c.MaxSize)
+	}
+	st, err := qs.js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: qs.stream(id), Subjects: []string{qs.subject(id)},
+		Retention: jetstream.WorkQueuePolicy, MaxMsgs: maxMsgs, Discard: jetstream.DiscardNew,
+		Storage: jetstream.FileStorage, Replicas: qs.replicas,
+		Metadata: map[string]string{unboundMeta: strconv.Itoa(int(c.Unbound))},
+	})
+	if err != nil {
+		return unavailable("create queue %d", id, err)
+	}
+	_, err = st.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable: getters, AckPolicy: jetstream.AckExplicitPolicy, AckWait: itemAckWait,
+		MaxAckPending: 1, MaxDeliver: -1, MaxWaiting: 1 << 16,
+	})
+	if err != nil {
+		_ = qs.js.DeleteStream(context.WithoutCancel(ctx), qs.stream(id))
+		return unavailable("create queue %d", id, err)
+	}
+	return nil
+}
+
+// Delete removes queue id and its items.
+func (qs *Queues) Delete(ctx context.Context, id int64) error {
+	err := qs.js.DeleteStream(ctx, qs.stream(id))
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return notFound(id)
+	}
+	if err != nil {
+		return unavailable("delete queue %d", id, err)
+	}
+	return nil
+}
+
+// Info reports queue id's config and how many items it holds, counting
+// an item a getter has been handed but not yet acknowledged.
+func (qs *Queues) Info(ctx context.Context, id int64) (QueueConfig, int, error) {
+	st, err := qs.js.Stream(ctx, qs.stream(id))
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return QueueConfig{}, 0, notFound(id)
+	}
+	if err != nil {
+		return QueueConfig{}, 0, unavailable("queue %d", id, err)
+	}
+	info := st.CachedInfo()
+	c := QueueConfig{Unbound: protocol.UnboundReplace}
+	if info.Config.MaxMsgs > 0 {
+		c.MaxSize = int(info.Config.MaxMsgs)
+	}
+	if m, err := strconv.Atoi(info.Config.Metadata[unboundMeta]); err == nil {
+		c.Unbound = protocol.UnboundMode(m)
+	}
+	return c, int(info.State.Msgs), nil
+}
+
+// Put stores it at the tail of queue id. A full queue fails with
+// CodeQueueFull at once, or, with block, when ctx ends before a get
+// makes room. While JetStream has no leader for the queue, the put is
+// retried (under one message ID, so it is stored once) until ctx ends.
+func (qs *Queues) Put(ctx context.Context, id int64, it QueueItem, block bool) error {
+	m := nats.NewMsg(qs.subject(id))
+	m.Data = it.Data
+	m.Header.Set(HdrPutter, strconv.FormatInt(it.Putter, 10))
+	m.Header.Set(HdrPutterNode, it.PutterNode)
+	m.Header.Set(HdrUnbound, strconv.Itoa(int(it.Unbound)))
+	msgID := nuid.Next()
+	var taken chan *nats.Msg
+	for {
+		if block && taken == nil {
+			// Listen before trying, so a get between a refusal and the
+			// wait is not missed.
+			taken = make(chan *nats.Msg, 1)
+			sub, err := qs.nc.ChanSubscribe(qs.taken(id), taken)
+			if err != nil {
+				return unavailable("put into queue %d", id, err)
+			}
+			defer sub.Unsubscribe()
+		}
+		_, err := qs.js.PublishMsg(ctx, m, jetstream.WithMsgID(msgID), jetstream.WithExpectStream(qs.stream(id)))
+		switch {
+		case err == nil:
+			return nil
+		case isFull(err):
+			if !block {
+				return protocol.Errorf(protocol.CodeQueueFull, "queue %d is full", id)
+			}
+			select {
+			case <-taken:
+			case <-ctx.Done():
+				return protocol.Errorf(protocol.CodeQueueFull, "queue %d is full", id)
+			}
+		case isMissing(err):
+			if _, _, ierr := qs.Info(ctx, id); isNotFound(ierr) {
+				return ierr
+			}
+			fallthrough
+		default:
+			if ctx.Err() != nil {
+				return unavailable("put into queue %d", id, err)
+			}
+			if !pause(ctx) {
+				return unavailable("put into queue %d", id, err)
+			}
+		}
+	}
+}
+
+// Get takes the item at the head of queue id. An empty queue fails with
+// CodeQueueEmpty at once, or, with block, when ctx ends first; a waiting
+// get holds a pull request JetStream answers when an item is stored.
+func (qs *Queues) Get(ctx context.Context, id int64, block bool) (QueueItem, error) {
+	cons, err := qs.js.Consumer(ctx, qs.stream(id), getters)
+	if errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return QueueItem{}, notFound(id)
+	}
+	if err != nil {
+		return QueueItem{}, unavailable("get from queue %d", id, err)
+	}
+	for {
+		msg, err := qs.next(ctx, cons, block)
+		switch {
+		case err == nil:
+			it, derr := qs.take(ctx, id, msg)
+			if derr == nil {
+				return it, nil
+			}
+			err = derr
+		case errors.Is(err, errEmpty):
+			return QueueItem{}, protocol.Errorf(protocol.CodeQueueEmpty, "queue %d is empty", id)
+		}
+		if ctx.Err() != nil {
+			return QueueItem{}, protocol.Errorf(protocol.CodeQueueEmpty, "queue %d is empty", id)
+		}
+		if isMissing(err) {
+			if _, _, ierr := qs.Info(ctx, id); isNotFound(ierr) {
+				return QueueItem{}, ierr
+			}
+		}
+		if !pause(ctx) {
+			return QueueItem{}, protocol.Errorf(protocol.CodeQueueEmpty, "queue %d is empty", id)
+		}
+	}
+}
+
+var errEmpty = errors.New("empty")
+
+// next asks for one item: at once, or waiting (in rounds of getRound)
+// until ctx ends.
+func (qs *Queues) next(ctx context.Context, cons jetstream.Consumer, block bool) (jetstream.Msg, error) {
+	if !block {
+		b, err := cons.FetchNoWait(1)
+		if err != nil {
+			return nil, err
+		}
+		for msg := range b.Messages() {
+			return msg, nil
+		}
+		if err := b.Error(); err != nil {
+			return nil, err
+		}
+		return nil, errEmpty
+	}
+	for {
+		rctx, cancel := context.WithTimeout(ctx, getRound)
+		msg, err := cons.Next(jetstream.FetchContext(rctx))
+		cancel()
+		if err == nil {
+			return msg, nil
+		}
+		if ctx.Err() != nil {
+			return nil, errEmpty
+		}
+		if !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+			return nil, err
+		}
+	}
+}
+
+// take acknowledges msg, waiting for JetStream to confirm it, and then
+// tells waiting putters there is room. An acknowledgement JetStream never
+// confirms leaves the item to be handed out again, so the get fails
+// rather than return an item someone else may get too.
+func (qs *Queues) take(ctx context.Context, id int64, msg jetstream.Msg) (QueueItem, error) {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), itemAckWait/2)
+	err := msg.DoubleAck(actx)
+	cancel()
+	if err != nil {
+		return QueueItem{}, err
+	}
+	_ = qs.nc.Publish(qs.taken(id), nil)
+	h := msg.Headers()
+	it := QueueItem{Data: msg.Data(), PutterNode: h.Get(HdrPutterNode)}
+	it.Putter, _ = strconv.ParseInt(h.Get(HdrPutter), 10, 64)
+	if m, err := strconv.Atoi(h.Get(HdrUnbound)); err == nil {
+		it.Unbound = protocol.UnboundMode(m)
+	}
+	return it, nil
+}
+
+// pause waits retryPause, or less if ctx ends; it reports whether ctx
+// is still live.
+func pause(ctx context.Context) bool {
+	t := time.NewTimer(retryPause)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// isFull reports JetStream's refusal of a put into a stream at MaxMsgs.
+func isFull(err error) bool {
+	var ae *jetstream.APIError
+	return errors.As(err, &ae) && ae.ErrorCode == errCodeStoreFailed
+}
+
+// isMissing reports an error that may mean the queue's stream is gone.
+func isMissing(err error) bool {
+	return errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrConsumerNotFound)
+}
+
+// errCodeStoreFailed is JetStream's code for a store refused, which a
+// stream at MaxMsgs with DiscardNew gives for a put.
+const errCodeStoreFailed jetstream.ErrorCode = 10077
+
+func isNotFound(err error) bool {
+	var pe *protocol.Error
+	return errors.As(err, &pe) && pe.Has(protocol.CodeQueueNotFound)
+}
+
+func notFound(id int64) *protocol.Error {
+	return protocol.Errorf(protocol.CodeQueueNotFound, "queue %d not found", id)
+}
+
+func unavailable(format string, id int64, err error) *protocol.Error {
+	return protocol.Errorf(protocol.CodeUnavailable, "%s: %v", fmt.Sprintf(format, id), err)
+}
