@@ -258,6 +258,15 @@ func (c *Client) status(data []byte) {
 	}
 	var failed []*pending
 	n := c.nodes[st.Name]
+	if st.Leaving {
+		if n != nil && n.st.Instance == st.Instance {
+			failed = c.loseLocked(n.st)
+		}
+		c.lost[st.Instance] = true
+		c.mu.Unlock()
+		failLost(failed, st.Name)
+		return
+	}
 	if n != nil && n.st.Instance != st.Instance {
 		// The node restarted: what ran in its earlier instance is gone.
 		failed = c.loseLocked(n.st)

@@ -29,6 +29,7 @@
 //	every second:             ←─ PUB C.hb.N (Status) ───────── heartbeat with the node's load
 //	Connect / Close:          ── PUB C.ping / C.bye ──────────→ answer with Status / release
 //	                                                              the client's queue references
+//	node stops:               ←─ PUB C.hb.N (Leaving) ──────── lost at once
 //
 // A node not heard from for LostAfter is lost: its requests in flight and
 // every later request to its interpreters fail with protocol.CodeNodeLost

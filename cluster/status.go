@@ -24,4 +24,7 @@ type Status struct {
 	Interpreters int    `msgpack:"interpreters"`
 	Pid          int    `msgpack:"pid"`
 	StartedNano  int64  `msgpack:"started"`
+	// Leaving is the node's last word when it stops on purpose: clients
+	// count it lost at once instead of after LostAfter of silence.
+	Leaving bool `msgpack:"leaving,omitempty"`
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -41,7 +42,8 @@ func startNATS(t *testing.T) string {
 // testNode is a daemon served in-process as a node of a cluster.
 type testNode struct {
 	*testDaemon
-	node *node.Node
+	node  *node.Node
+	leave func() // stops it: the node leaves, then the daemon stops; once
 }
 
 // startNode starts a daemon that joins the cluster as cfg says (its
@@ -60,15 +62,19 @@ func startNode(t *testing.T, cfg node.Config) *testNode {
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- n.Serve(ctx, d.Server) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("node %s: Serve: %v", cfg.Name, err)
-		}
-		d.stop(t)
-		n.Close()
-	})
-	return &testNode{testDaemon: d, node: n}
+	var once sync.Once
+	leave := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-served; err != nil {
+				t.Errorf("node %s: Serve: %v", cfg.Name, err)
+			}
+			d.stop(t)
+			n.Close()
+		})
+	}
+	t.Cleanup(leave)
+	return &testNode{testDaemon: d, node: n, leave: leave}
 }
 
 // clusterNames gives each test's cluster a name of its own, so clusters

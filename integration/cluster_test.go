@@ -24,9 +24,17 @@ func TestClusterJoined(t *testing.T) {
 	a := startNode(t, node.Config{Name: "a", Cluster: name, Embed: "127.0.0.1:-1"})
 	url := a.node.ClientURL()
 	startNode(t, node.Config{Name: "b", Cluster: name, URL: url})
-	startNode(t, node.Config{Name: "c", Cluster: name, URL: url})
+	c := startNode(t, node.Config{Name: "c", Cluster: name, URL: url})
 	rt := dialCluster(t, url, []string{"a", "b", "c"}, interpreters.WithCluster(name))
 	checkSpansNodes(t, rt, url, name, []string{"a", "b", "c"})
+
+	// A node that stops says so: it is lost at once, with its
+	// interpreters, and the others carry on.
+	onC := create(t, rt, interpreters.WithNode("c"))
+	c.leave()
+	waitNodes(t, rt, "a", "b")
+	_, err := onC.Call("tostring", 1)
+	wantErr(t, "a call to an interpreter of the node that left", err, interpreters.ErrNodeLost)
 
 	// A node's metrics say which node they are of.
 	mfs, err := a.Gatherer().Gather()
@@ -202,12 +210,16 @@ func TestClusterClientServerLost(t *testing.T) {
 	}
 	var nodes []*testNode
 	for i, n := range names {
+		// Three replicas of the ID counter, as three routed servers
+		// should have: with one, losing its server would stop new ID
+		// blocks until it came back.
 		nodes = append(nodes, startNode(t, node.Config{
-			Name: n, Cluster: name, Embed: "127.0.0.1:-1",
+			Name: n, Cluster: name, Embed: "127.0.0.1:-1", Replicas: 3,
 			RouteListen: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: routes,
 		}))
 	}
 	rt := dialCluster(t, nodes[2].node.ClientURL(), names, interpreters.WithCluster(name))
+	onB := create(t, rt, interpreters.WithNode("b"))
 	// The call in flight ends by its own deadline on a, so the daemon's
 	// shutdown need not wait for it.
 	onA := create(t, rt, interpreters.WithNode("a"), interpreters.WithCallTimeout(3*time.Second))
@@ -227,6 +239,5 @@ func TestClusterClientServerLost(t *testing.T) {
 	waitNodes(t, rt, "a", "b")
 	_, err = onC.Call("tostring", 1)
 	wantErr(t, "a call to the interpreter of the node that went", err, interpreters.ErrNodeLost)
-	onB := create(t, rt, interpreters.WithNode("b"))
 	wantEqual(t, "a call on b through another server", mustCall(t, onB, "function() return 5 end"), int64(5))
 }

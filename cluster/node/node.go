@@ -397,7 +397,8 @@ func (n *Node) closeSessions() {
 }
 
 // Close waits, boundedly, for the answers of requests in progress to go
-// out, then leaves NATS and stops the embedded server.
+// out, tells the cluster the node is leaving, then leaves NATS and stops
+// the embedded server.
 func (n *Node) Close() {
 	done := make(chan struct{})
 	go func() {
@@ -409,6 +410,11 @@ func (n *Node) Close() {
 	case <-time.After(answerWait):
 	}
 	if n.nc != nil {
+		// The last word: clients count the node lost now, not after
+		// LostAfter of silence. Answers of requests still in flight
+		// went out above.
+		b, _ := msgpack.Marshal(&cluster.Status{Name: n.cfg.Name, Instance: n.currentInstance(), Leaving: true})
+		_ = n.nc.Publish(n.subj.Heartbeat(n.cfg.Name), b)
 		_ = n.nc.FlushTimeout(time.Second)
 		n.nc.Close()
 	}
