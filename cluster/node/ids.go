@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -77,12 +78,35 @@ func (a *ids) take(ctx context.Context) error {
 			a.next, a.end = first, first+blockSize-1
 			return nil
 		}
-		if !errors.Is(err, errConflict) && !errors.Is(err, context.DeadlineExceeded) {
+		if !errors.Is(err, errConflict) && !unready(err) {
 			return err
 		}
-		// A conflict: another node took a block first. A deadline: the
-		// JetStream cluster has no leader yet. Either way, again.
+		// A conflict: another node took a block first; again at once.
+		// JetStream not ready (a cluster still electing its leaders, or
+		// re-electing them after a server was lost): again shortly.
+		if !errors.Is(err, errConflict) {
+			t := time.NewTimer(idRetry)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return err
+			}
+		}
 	}
+}
+
+// idRetry is the pause before asking a JetStream that was not ready again.
+const idRetry = 100 * time.Millisecond
+
+// unready reports whether err says JetStream could not answer yet rather
+// than that the request was wrong: no answer in time, no responder, or
+// an API error with status 503 ("JetStream system temporarily
+// unavailable", a stream whose leader is being elected).
+func unready(err error) bool {
+	var ae *jetstream.APIError
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, nats.ErrTimeout) || errors.As(err, &ae) && ae.Code == 503
 }
 
 var errConflict = errors.New("another node took the block")
