@@ -59,6 +59,7 @@ type Server struct {
 	inflight sync.WaitGroup
 	active   atomic.Int64 // requests in flight, for logs
 	nextConn atomic.Uint64
+	blocking atomic.Int64 // call streams whose socket is blocking (maxBlockingStreams)
 
 	served atomic.Bool
 }

@@ -28,7 +28,9 @@ type stream struct {
 	c  *conn
 	id uint64
 	cc *protocol.CallConn // set once connected, under c.mu
-	hs map[string]protocol.Handler
+	// release gives back what the connection holds, once it is closed.
+	release func()
+	hs      map[string]protocol.Handler
 
 	hostCalls uint32 // the id of the latest request made of the client
 
@@ -111,7 +113,9 @@ func (c *conn) addStream() (*stream, *protocol.Error) {
 
 // connect gives st its connection, nc, unless c ended meanwhile.
 func (c *conn) connect(st *stream, nc net.Conn) bool {
-	cc := protocol.NewCallConn(streamConn(nc))
+	rw, release := c.s.streamConn(nc)
+	cc := protocol.NewCallConn(rw)
+	st.release = release
 	c.mu.Lock()
 	ok := !c.closed && c.drained == nil
 	if ok {
@@ -136,6 +140,9 @@ func (c *conn) dropStream(st *stream) {
 	c.mu.Unlock()
 	if cc != nil {
 		_ = cc.Close()
+	}
+	if st.release != nil {
+		st.release()
 	}
 }
 
@@ -216,14 +223,23 @@ func closeOnce(ch chan struct{}) {
 	}
 }
 
+// maxBlockingStreams bounds the streams whose socket is blocking, across
+// the daemon: an idle one holds a thread asleep in read(2), and a process
+// that runs out of threads dies. The streams beyond it wait in the poller.
+const maxBlockingStreams = 1024
+
 // streamConn is what a call stream reads and writes: on a Unix socket,
-// the socket in blocking mode (see protocol.BlockingUnix), its writes
-// bounded as timedConn bounds them; elsewhere (TLS) a timedConn.
-func streamConn(nc net.Conn) io.ReadWriteCloser {
-	if rw := protocol.BlockingUnix(nc, writeTimeout); rw != nc {
-		return rw
+// while fewer than maxBlockingStreams are, the socket in blocking mode
+// (see protocol.BlockingUnix), its writes bounded as timedConn bounds
+// them; otherwise (TLS, or too many) a timedConn. release gives back the
+// blocking socket's place.
+func (s *Server) streamConn(nc net.Conn) (rw io.ReadWriteCloser, release func()) {
+	if _, ok := nc.(*net.UnixConn); ok && s.blocking.Add(1) <= maxBlockingStreams {
+		return protocol.BlockingUnix(nc, writeTimeout), func() { s.blocking.Add(-1) }
+	} else if ok {
+		s.blocking.Add(-1)
 	}
-	return &timedConn{Conn: nc}
+	return &timedConn{Conn: nc}, func() {}
 }
 
 // streamKey is the context key of the stream a request came on.
