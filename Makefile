@@ -42,6 +42,7 @@ bench: ## the report table (subinterp beside its baselines, one run) and its plo
 	$(GO) test -run '^$$' -bench '^BenchmarkRemoteReport$$' -benchtime 1x -timeout 30m $(BENCHPKG) 2>/dev/null
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout 60m ./worker/
 	$(GO) test -run '^$$' -bench '^Benchmark(RoundTrip|Busy8|Launch|CrashReport|Queue|Cluster|RemoteCall)' -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout 60m $(BENCHPKG) 2>/dev/null
+	$(GO) test -run '^$$' -bench '^BenchmarkQueueHandOff$$' -benchtime 1000x -timeout 30m ./cluster/
 
 load: ## the daemon under full load: 200 interpreters, 8 clients, 30 s, then shutdown mid-load
 	SUBINTERP_LOAD=1 $(GO) test -count=1 -run '^TestDaemonLoad$$' -v -timeout 10m ./integration/

@@ -20,7 +20,7 @@ import (
 const hang = 60 * time.Second
 
 // jetStream runs an in-process NATS server with JetStream and connects to it.
-func jetStream(t *testing.T) *nats.Conn {
+func jetStream(t testing.TB) *nats.Conn {
 	t.Helper()
 	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true})
 	if err != nil {
@@ -39,9 +39,9 @@ func jetStream(t *testing.T) *nats.Conn {
 	return nc
 }
 
-func newQueues(t *testing.T, nc *nats.Conn) *cluster.Queues {
+func newQueues(t testing.TB, nc *nats.Conn, replicas int) *cluster.Queues {
 	t.Helper()
-	qs, err := cluster.NewQueues(nc, "qt", 1)
+	qs, err := cluster.NewQueues(nc, "qt", replicas)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestQueuesFIFOAndMaxSize(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), hang)
 	defer cancel()
-	qs := newQueues(t, jetStream(t))
+	qs := newQueues(t, jetStream(t), 1)
 	if err := qs.Create(ctx, 1, cluster.QueueConfig{MaxSize: 3, Unbound: protocol.UnboundRemove}); err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func TestQueuesBlockingHandOff(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), hang)
 	defer cancel()
-	qs := newQueues(t, jetStream(t))
+	qs := newQueues(t, jetStream(t), 1)
 	if err := qs.Create(ctx, 2, cluster.QueueConfig{MaxSize: 1, Unbound: protocol.UnboundReplace}); err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func TestQueuesContextEnds(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), hang)
 	defer cancel()
-	qs := newQueues(t, jetStream(t))
+	qs := newQueues(t, jetStream(t), 1)
 	if err := qs.Create(ctx, 3, cluster.QueueConfig{MaxSize: 1, Unbound: protocol.UnboundReplace}); err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +180,7 @@ func TestQueuesCompetingGetters(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), hang)
 	defer cancel()
-	qs := newQueues(t, jetStream(t))
+	qs := newQueues(t, jetStream(t), 1)
 	if err := qs.Create(ctx, 4, cluster.QueueConfig{Unbound: protocol.UnboundReplace}); err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +229,7 @@ func TestQueuesItemOfDeadGetterGoesToNext(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), hang)
 	defer cancel()
 	nc := jetStream(t)
-	qs := newQueues(t, nc)
+	qs := newQueues(t, nc, 1)
 	if err := qs.Create(ctx, 5, cluster.QueueConfig{Unbound: protocol.UnboundReplace}); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,151 @@
+package cluster_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/subinterp/subinterp/cluster"
+	"github.com/subinterp/subinterp/interpreters"
+	"github.com/subinterp/subinterp/protocol"
+)
+
+// jetStreamCluster runs three in-process NATS servers routed into one
+// JetStream cluster and connects to the first.
+func jetStreamCluster(t testing.TB) *nats.Conn {
+	t.Helper()
+	var routes []*url.URL
+	ports := make([]int, 3)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		routes = append(routes, &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", ports[i])})
+	}
+	var servers []*server.Server
+	for i, port := range ports {
+		ns, err := server.NewServer(&server.Options{
+			ServerName: fmt.Sprintf("s%d", i), Host: "127.0.0.1", Port: -1,
+			JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+			Cluster: server.ClusterOpts{Name: "qt", Host: "127.0.0.1", Port: port},
+			Routes:  routes,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ns.Start()
+		t.Cleanup(ns.Shutdown)
+		servers = append(servers, ns)
+	}
+	for _, ns := range servers {
+		if !ns.ReadyForConnections(hang) {
+			t.Fatal("NATS server did not start")
+		}
+	}
+	nc, err := nats.Connect(servers[0].ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// createWhenReady creates queue id, trying again while the JetStream
+// cluster is still electing its leaders (a request then goes unanswered,
+// so each try has a bound of its own).
+func createWhenReady(t testing.TB, qs *cluster.Queues, id int64, c cluster.QueueConfig) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), hang)
+	defer cancel()
+	for {
+		tctx, tcancel := context.WithTimeout(ctx, 5*time.Second)
+		err := qs.Create(tctx, id, c)
+		tcancel()
+		if err == nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("create queue %d: %v", id, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// handOffs measures b.N hand-offs, each from a put to the return of the
+// get that was waiting for it, and reports their median.
+func handOffs(b *testing.B, put func(i int) error, get func() (any, error)) {
+	got := make(chan any)
+	failed := make(chan error, 1)
+	go func() {
+		for range b.N + 1 {
+			v, err := get()
+			if err != nil {
+				failed <- err
+				return
+			}
+			got <- v
+		}
+	}()
+	took := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := range b.N + 1 { // the first round warms up
+		start := time.Now()
+		if err := put(i); err != nil {
+			b.Fatal(err)
+		}
+		select {
+		case <-got:
+		case err := <-failed:
+			b.Fatal(err)
+		}
+		if i > 0 {
+			took = append(took, time.Since(start))
+		}
+	}
+	b.StopTimer()
+	sort.Slice(took, func(i, j int) bool { return took[i] < took[j] })
+	if len(took) > 0 {
+		b.ReportMetric(float64(took[len(took)/2].Microseconds()), "p50-µs")
+	}
+}
+
+// BenchmarkQueueHandOff: a put to a get waiting for it, on a cluster-wide
+// queue with one and with three replicas, beside a local runtime's queue.
+func BenchmarkQueueHandOff(b *testing.B) {
+	b.Run("local", func(b *testing.B) {
+		rt := interpreters.New()
+		defer rt.Close()
+		q, err := rt.CreateQueue(0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		handOffs(b, func(i int) error { return q.Put(i) }, q.Get)
+	})
+	for _, r := range []int{1, 3} {
+		b.Run(fmt.Sprintf("jetstream-R%d", r), func(b *testing.B) {
+			var nc *nats.Conn
+			if r == 1 {
+				nc = jetStream(b)
+			} else {
+				nc = jetStreamCluster(b)
+			}
+			qs := newQueues(b, nc, r)
+			createWhenReady(b, qs, 1, cluster.QueueConfig{Unbound: protocol.UnboundReplace})
+			ctx := context.Background()
+			handOffs(b,
+				func(i int) error { return qs.Put(ctx, 1, cluster.QueueItem{Data: []byte{byte(i)}}, true) },
+				func() (any, error) { return qs.Get(ctx, 1, true) })
+		})
+	}
+}
