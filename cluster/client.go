@@ -392,7 +392,9 @@ func (c *Client) serve(m *nats.Msg) {
 	}
 	var res any
 	err := error(protocol.Errorf(protocol.CodeProtocol, "this client serves no %q", m.Header.Get(HdrMethod)))
-	if c.cfg.Serve != nil {
+	if m.Header.Get(HdrMethod) == MethodPing {
+		err = nil // here
+	} else if c.cfg.Serve != nil {
 		res, err = c.cfg.Serve(c.life, m.Header.Get(HdrNode), m.Header.Get(HdrMethod), m.Data)
 	}
 	r := nats.NewMsg(m.Reply)

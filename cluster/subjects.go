@@ -27,6 +27,10 @@ const (
 	KindCall   = "call"   // a node's request of the client (a host function call), answered on its reply subject
 )
 
+// MethodPing is a node's request to a client that only asks whether it
+// is still there.
+const MethodPing = "cluster.ping"
+
 // CheckName refuses a cluster or node name that cannot be one subject
 // token and part of a JetStream bucket name. (No regexp: this package's
 // init runs in every worker process.)

@@ -31,6 +31,10 @@ const (
 	// answerWait bounds the wait, at the end, for the answers of requests
 	// in progress to go out before the connection closes.
 	answerWait = 5 * time.Second
+	// probeEvery is how often the node asks whether its clients are still
+	// there; probeWait bounds one asking.
+	probeEvery = 5 * time.Second
+	probeWait  = 2 * time.Second
 )
 
 // Node is a daemon's membership of a cluster: its NATS connection (and
@@ -48,7 +52,7 @@ type Node struct {
 
 	mu       sync.Mutex
 	instance string
-	sessions map[string]*daemon.Session // by client
+	sessions map[string]*session // by client
 	calls    map[string]context.CancelFunc
 	answers  sync.WaitGroup
 }
@@ -62,7 +66,7 @@ func Join(cfg Config) (_ *Node, err error) {
 	}
 	n := &Node{
 		cfg: cfg, log: cfg.Logger, subj: cluster.Subjects{Cluster: cfg.Cluster}, started: time.Now(),
-		instance: nuid.Next(), sessions: make(map[string]*daemon.Session), calls: make(map[string]context.CancelFunc),
+		instance: nuid.Next(), sessions: make(map[string]*session), calls: make(map[string]context.CancelFunc),
 	}
 	opts := []nats.Option{
 		nats.Name("subinterp node " + cfg.Name),
@@ -169,6 +173,8 @@ func (n *Node) Serve(ctx context.Context, d *daemon.Server) error {
 	defer beat.Stop()
 	lease := time.NewTicker(leaseCheck)
 	defer lease.Stop()
+	probe := time.NewTicker(probeEvery)
+	defer probe.Stop()
 	lastGood := time.Now()
 	fenced := false
 	for {
@@ -183,6 +189,8 @@ func (n *Node) Serve(ctx context.Context, d *daemon.Server) error {
 			if !fenced {
 				n.heartbeat(d)
 			}
+		case <-probe.C:
+			n.probeSessions()
 		case <-lease.C:
 			if n.member() {
 				lastGood = time.Now()
@@ -256,12 +264,53 @@ func (n *Node) answerPing(d *daemon.Server, m *nats.Msg) {
 func (n *Node) session(d *daemon.Server, client, inbox string) *daemon.Session {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if ss := n.sessions[client]; ss != nil {
-		return ss
+	if s := n.sessions[client]; s != nil {
+		return s.ss
 	}
-	ss := d.NewSession("cluster client "+client, &clientInbox{n: n, inbox: inbox})
-	n.sessions[client] = ss
-	return ss
+	ci := &clientInbox{n: n, inbox: inbox}
+	s := &session{ss: d.NewSession("cluster client "+client, ci), ci: ci}
+	n.sessions[client] = s
+	return s.ss
+}
+
+// session is a client's daemon session and the way to reach the client.
+type session struct {
+	ss *daemon.Session
+	ci *clientInbox
+}
+
+// probeSessions releases the sessions of clients that are gone without
+// a goodbye (a process that ended without closing its runtime): a
+// request to a client's inbox that no one listens on any more is told so
+// by NATS at once, where a live client answers. Their queue references
+// go, as a socket connection's do when it closes.
+func (n *Node) probeSessions() {
+	n.mu.Lock()
+	all := make(map[string]*session, len(n.sessions))
+	for c, s := range n.sessions {
+		all[c] = s
+	}
+	n.mu.Unlock()
+	for client, s := range all {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), probeWait)
+			defer cancel()
+			if !s.ci.gone(ctx) {
+				return
+			}
+			n.mu.Lock()
+			if n.sessions[client] == s {
+				delete(n.sessions, client)
+			} else {
+				s = nil
+			}
+			n.mu.Unlock()
+			if s != nil {
+				n.log.Debug("a client is gone without a goodbye: released its session", "client", client)
+				s.ss.Close()
+			}
+		}()
+	}
 }
 
 // clientInbox reaches a client through its inbox.
@@ -289,6 +338,18 @@ func (c *clientInbox) Notify(method string, params any) error {
 		return err
 	}
 	return c.n.nc.PublishMsg(m)
+}
+
+// gone reports whether no one listens on the client's inbox any more.
+// Only NATS's "no responders" says so: a slow answer, or none, is no
+// proof.
+func (c *clientInbox) gone(ctx context.Context) bool {
+	m, err := c.msg(cluster.KindCall, cluster.MethodPing, nil)
+	if err != nil {
+		return false
+	}
+	_, err = c.n.nc.RequestMsgWithContext(ctx, m)
+	return errors.Is(err, nats.ErrNoResponders)
 }
 
 // Call asks the client and waits for its answer, on an inbox of the
@@ -378,21 +439,21 @@ func (n *Node) cancel(m *nats.Msg) {
 func (n *Node) bye(m *nats.Msg) {
 	client := m.Header.Get(cluster.HdrClient)
 	n.mu.Lock()
-	ss := n.sessions[client]
+	s := n.sessions[client]
 	delete(n.sessions, client)
 	n.mu.Unlock()
-	if ss != nil {
-		ss.Close()
+	if s != nil {
+		s.ss.Close()
 	}
 }
 
 func (n *Node) closeSessions() {
 	n.mu.Lock()
 	ss := n.sessions
-	n.sessions = make(map[string]*daemon.Session)
+	n.sessions = make(map[string]*session)
 	n.mu.Unlock()
 	for _, s := range ss {
-		s.Close()
+		s.ss.Close()
 	}
 }
 
