@@ -30,6 +30,8 @@
 //	Connect / Close:          ── PUB C.ping / C.bye ──────────→ answer with Status / release
 //	                                                              the client's queue references
 //	node stops:               ←─ PUB C.hb.N (Leaving) ──────── lost at once
+//	every 5 s:                ←─ REQ X (cluster.ping) ───────── "no responders": the client
+//	                                                              is gone, release its session
 //
 // A node not heard from for LostAfter is lost: its requests in flight and
 // every later request to its interpreters fail with protocol.CodeNodeLost
