@@ -61,6 +61,7 @@ type interp struct {
 	running    atomic.Bool               // a call (or Close) holds the interpreter
 	restarting atomic.Bool               // a restart policy is bringing a new worker up
 	closing    atomic.Bool               // Close or shutdown has begun: the end is ours, not a crash
+	closeMu    sync.Mutex                // orders concurrent CloseInterpreters
 	calls      atomic.Int64
 	restarted  atomic.Int64 // workers the policy brought back
 	// restartAsked marks a worker stopped by RestartWorker: its end is
@@ -422,11 +423,21 @@ func (s *Supervisor) CloseInterpreter(id int64) error {
 	if err != nil {
 		return err
 	}
+	// Closes of one interpreter take turns: a Close that comes second
+	// finds it closing, not running.
+	it.closeMu.Lock()
+	if it.closing.Load() {
+		it.closeMu.Unlock()
+		return s.notFound(id)
+	}
 	if !it.running.CompareAndSwap(false, true) {
+		it.closeMu.Unlock()
 		return alreadyRunning(id)
 	}
 	// running stays set: nothing may start in a closing interpreter.
-	if !it.closing.CompareAndSwap(false, true) {
+	closing := it.closing.CompareAndSwap(false, true)
+	it.closeMu.Unlock()
+	if !closing {
 		return s.notFound(id)
 	}
 	s.end(it)
