@@ -17,9 +17,14 @@ func (c *conn) hosting(p *protocol.CreateParams) supervisor.Hosting {
 	h := supervisor.Hosting{Modules: p.Modules, Confined: p.Confined, Prompt: true}
 	if len(p.HostFuncs) > 0 {
 		h.Funcs = make(map[string]supervisor.HostFunc, len(p.HostFuncs))
-		for _, f := range p.HostFuncs {
+		refs := make([]int64, len(p.HostFuncs))
+		for i, f := range p.HostFuncs {
 			h.Funcs[f.Name] = c.hostFunc(f)
+			refs[i] = f.Ref
 		}
+		// The client keeps its functions registered until told that no
+		// interpreter holds them; a client that is gone needs no telling.
+		h.Released = func() { _ = c.notify(protocol.NotifyHostRelease, &protocol.HostReleaseParams{Refs: refs}) }
 	}
 	return h
 }

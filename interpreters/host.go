@@ -129,7 +129,7 @@ func (rt *Runtime) hosting(o options) supervisor.Hosting {
 	}
 	if reflect.ValueOf(o.funcs).UnsafePointer() == reflect.ValueOf(rt.opts.funcs).UnsafePointer() {
 		rt.wrapOnce.Do(func() { rt.wrapped = rt.wrapFuncs(o.funcs) })
-		h.Funcs = rt.wrapped
+		h.Funcs, h.Shared = rt.wrapped, true
 		return h
 	}
 	h.Funcs = rt.wrapFuncs(o.funcs)

@@ -206,6 +206,8 @@ func (r *remoteBackend) notify(method string, body []byte) {
 		r.restarted(body)
 	case protocol.NotifyOutput:
 		r.output(body)
+	case protocol.NotifyHostRelease:
+		r.host.released(body)
 	}
 }
 
@@ -364,7 +366,7 @@ func (r *remoteBackend) Create(ctx context.Context, opts supervisor.CreateOption
 		CallTimeoutNs: int64(opts.Limits.CallTimeout),
 		OutputLimit:   opts.Limits.OutputBytes,
 		CreateLimit:   int64(opts.Limits.Created),
-		HostFuncs:     r.host.refs(opts.Hosting.Funcs),
+		HostFuncs:     r.host.refs(opts.Hosting.Funcs, opts.Hosting.Shared),
 		Modules:       opts.Hosting.Modules,
 		Confined:      opts.Hosting.Confined,
 	}

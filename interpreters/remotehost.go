@@ -14,33 +14,32 @@ import (
 
 // remoteHost keeps the host functions a remote runtime gave the daemon:
 // the daemon calls one back by its reference (MethodHostCall) over the
-// connection, and it runs here, in the client.
+// connection, and it runs here, in the client. The runtime's own set is
+// registered once and kept; a set a Create brought is forgotten when the
+// daemon says no interpreter holds it any more (NotifyHostRelease).
 type remoteHost struct {
-	mu      sync.Mutex
-	next    int64
-	byRef   map[int64]supervisor.HostFunc
-	byFuncs map[uintptr]registered // a function set given before, kept alive so its address stays its own
+	mu     sync.Mutex
+	next   int64
+	byRef  map[int64]supervisor.HostFunc
+	shared map[uintptr][]protocol.HostFuncRef // the runtime's own set, by its map's address
 }
 
-type registered struct {
-	funcs map[string]supervisor.HostFunc
-	refs  []protocol.HostFuncRef
-}
-
-// refs registers funcs, once per set, and returns what the daemon is told.
-func (h *remoteHost) refs(funcs map[string]supervisor.HostFunc) []protocol.HostFuncRef {
+// refs registers funcs and returns what the daemon is told. shared says
+// funcs is the runtime's own set, which every Create that brings none of
+// its own gives again: it is registered once, and kept.
+func (h *remoteHost) refs(funcs map[string]supervisor.HostFunc, shared bool) []protocol.HostFuncRef {
 	if len(funcs) == 0 {
 		return nil
 	}
 	key := uintptr(reflect.ValueOf(funcs).UnsafePointer())
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if r, ok := h.byFuncs[key]; ok {
-		return r.refs
+	if refs, ok := h.shared[key]; ok && shared {
+		return refs
 	}
 	if h.byRef == nil {
 		h.byRef = make(map[int64]supervisor.HostFunc)
-		h.byFuncs = make(map[uintptr]registered)
+		h.shared = make(map[uintptr][]protocol.HostFuncRef)
 	}
 	refs := make([]protocol.HostFuncRef, 0, len(funcs))
 	for name, fn := range funcs {
@@ -49,8 +48,36 @@ func (h *remoteHost) refs(funcs map[string]supervisor.HostFunc) []protocol.HostF
 		refs = append(refs, protocol.HostFuncRef{Name: name, Ref: h.next})
 	}
 	sort.Slice(refs, func(i, j int) bool { return refs[i].Name < refs[j].Name })
-	h.byFuncs[key] = registered{funcs: funcs, refs: refs}
+	if shared {
+		h.shared[key] = refs
+	}
 	return refs
+}
+
+// released forgets the functions of refs, unless they are the runtime's
+// own set, which a later Create may give again.
+func (h *remoteHost) released(body []byte) {
+	var p protocol.HostReleaseParams
+	if err := msgpack.Unmarshal(body, &p); err != nil || len(p.Refs) == 0 {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, refs := range h.shared {
+		if len(refs) > 0 && refs[0].Ref == p.Refs[0] {
+			return
+		}
+	}
+	for _, ref := range p.Refs {
+		delete(h.byRef, ref)
+	}
+}
+
+// registered is how many host functions are registered, for tests.
+func (h *remoteHost) registered() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.byRef)
 }
 
 // serve is the handler of the daemon's MethodHostCall. ctx ends when the

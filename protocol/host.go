@@ -43,3 +43,15 @@ type NameParams struct {
 	_msgpack struct{} `msgpack:",as_array"`
 	Name     string
 }
+
+// NotifyHostRelease is the notification a daemon sends a client with
+// HostReleaseParams once no interpreter holds the host functions one of
+// its creates gave: the client may forget their references.
+const NotifyHostRelease = "$host.release"
+
+// HostReleaseParams are the references of host functions no interpreter
+// holds any more.
+type HostReleaseParams struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Refs     []int64
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"runtime"
 	"sort"
+	"sync/atomic"
 
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -32,6 +33,17 @@ type Hosting struct {
 	// module they reach only main, this interpreter and those created from
 	// it, and the queues they made or were handed.
 	Confined bool
+	// Shared says Funcs is a set every create of a runtime that brings
+	// none of its own gives again, the same map each time: a backend that
+	// registers functions elsewhere registers it once and keeps it.
+	Shared bool
+	// Released, when set, is called once no interpreter holds Funcs any
+	// more: the one created with them and every one its scripts created
+	// are gone.
+	Released func()
+	// holders counts the interpreters holding Funcs, shared by an
+	// interpreter and those its scripts create.
+	holders *atomic.Int64
 	// Prompt says every one of Funcs returns soon after its ctx ends, so
 	// each runs on the goroutine of the call it serves, with no hand-off,
 	// as in a call nothing can end early: a daemon's, which forward the
@@ -152,4 +164,23 @@ func hostError(err error) error {
 		return pe
 	}
 	return &protocol.Error{Code: protocol.CodeHostError, Msg: err.Error()}
+}
+
+// hold counts one more interpreter holding h's functions.
+func (h *Hosting) hold() {
+	if h.Released == nil {
+		return
+	}
+	if h.holders == nil {
+		h.holders = new(atomic.Int64)
+	}
+	h.holders.Add(1)
+}
+
+// release counts one interpreter holding h's functions less, and calls
+// Released after the last.
+func (h *Hosting) release() {
+	if h.Released != nil && h.holders.Add(-1) == 0 {
+		h.Released()
+	}
 }

@@ -229,8 +229,10 @@ func (s *Supervisor) create(ctx context.Context, opts CreateOptions, root int64)
 		OutputLimit:   it.limits.OutputBytes,
 	}
 	it.wcfg.HostFuncs, it.wcfg.Modules = it.hosting.workerNames()
+	it.hosting.hold()
 	proc, err := s.spawn(ctx, it)
 	if err != nil {
+		it.hosting.release()
 		return 0, creationFailed(err)
 	}
 	it.proc.Store(proc)
@@ -239,6 +241,7 @@ func (s *Supervisor) create(ctx context.Context, opts CreateOptions, root int64)
 	if s.closed {
 		s.mu.Unlock()
 		proc.stop()
+		it.hosting.release()
 		return 0, protocol.Errorf(protocol.CodeInterpreter, "interpreter creation failed: the supervisor is closed")
 	}
 	s.interps[id] = it
@@ -360,6 +363,7 @@ func (s *Supervisor) end(it *interp) {
 		}
 		s.qs.unbind(it.id)
 		s.qs.releaseHolder(it.id)
+		it.hosting.release()
 		close(it.gone)
 	})
 }
