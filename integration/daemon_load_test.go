@@ -25,7 +25,13 @@ func TestDaemonLoad(t *testing.T) {
 	if os.Getenv("SUBINTERP_LOAD") == "1" {
 		interps, duration = 200, 30*time.Second
 	}
-	d := startDaemon(t, daemon.Config{ShutdownGrace: 500 * time.Millisecond})
+	// The calls in flight when the load phase ends are cancelled; on a
+	// machine this loaded a worker can take longer than the default kill
+	// grace to stop, and being killed for it would fail the count below.
+	// Only a worker that never stops should be.
+	cfg := daemon.Config{ShutdownGrace: 500 * time.Millisecond}
+	cfg.Supervisor.KillGrace = bounded
+	d := startDaemon(t, cfg)
 	setup := d.dial(t)
 
 	// Create the interpreters, a few at a time.
