@@ -33,6 +33,12 @@ const (
 	// retryPause spaces the retries of a put or get while JetStream has
 	// no leader for the queue (a failover takes seconds).
 	retryPause = 100 * time.Millisecond
+	// putTry bounds one try of a put: an answer takes milliseconds, a
+	// failover seconds.
+	putTry = 2 * time.Second
+	// fullRecheck is how long a put on a full queue waits for a get's
+	// notice before it tries again anyway.
+	fullRecheck = time.Second
 	// unboundMeta is the stream metadata key of a queue's default mode.
 	unboundMeta = "subinterp_unbound"
 )
@@ -67,10 +73,13 @@ type QueueConfig struct {
 // dies between being handed the item and the acknowledgement, the item
 // goes to the next getter after itemAckWait. So an item is never
 // dropped, and an item is handed out twice only when the first getter
-// died (or could not reach JetStream) before its get returned.
+// died before its get returned, or could not have its acknowledgement
+// confirmed for itemAckWait (its server lost) and returned it anyway.
 //
 // A put into a full queue that may wait listens on C.q.ID.taken, where
-// every get announces that it took an item, and tries again then.
+// every get announces that it took an item, and tries again then, or
+// after fullRecheck: the subscription reaches the other servers of a
+// NATS cluster asynchronously, so the first notice can pass unheard.
 type Queues struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
@@ -173,19 +182,28 @@ func (qs *Queues) Put(ctx context.Context, id int64, it QueueItem, block bool) e
 	m.Header.Set(HdrPutterNode, it.PutterNode)
 	m.Header.Set(HdrUnbound, strconv.Itoa(int(it.Unbound)))
 	msgID := nuid.Next()
-	var taken chan *nats.Msg
+	var taken chan struct{}
 	for {
 		if block && taken == nil {
 			// Listen before trying, so a get between a refusal and the
-			// wait is not missed.
-			taken = make(chan *nats.Msg, 1)
-			sub, err := qs.nc.ChanSubscribe(qs.taken(id), taken)
+			// wait is not missed; one wake-up is all a put needs.
+			taken = make(chan struct{}, 1)
+			sub, err := qs.nc.Subscribe(qs.taken(id), func(*nats.Msg) {
+				select {
+				case taken <- struct{}{}:
+				default:
+				}
+			})
 			if err != nil {
 				return unavailable("put into queue %d", id, err)
 			}
 			defer sub.Unsubscribe()
 		}
-		_, err := qs.js.PublishMsg(ctx, m, jetstream.WithMsgID(msgID), jetstream.WithExpectStream(qs.stream(id)))
+		// A publish whose stream leader dies never hears back, so each
+		// try has a bound, and the retry stores the item once (same ID).
+		pctx, cancel := context.WithTimeout(ctx, putTry)
+		_, err := qs.js.PublishMsg(pctx, m, jetstream.WithMsgID(msgID), jetstream.WithExpectStream(qs.stream(id)))
+		cancel()
 		switch {
 		case err == nil:
 			return nil
@@ -193,11 +211,17 @@ func (qs *Queues) Put(ctx context.Context, id int64, it QueueItem, block bool) e
 			if !block {
 				return protocol.Errorf(protocol.CodeQueueFull, "queue %d is full", id)
 			}
+			// A notice can pass before the listener is known across the
+			// cluster's routes, so the wait for one is bounded.
+			t := time.NewTimer(fullRecheck)
 			select {
 			case <-taken:
+			case <-t.C:
 			case <-ctx.Done():
+				t.Stop()
 				return protocol.Errorf(protocol.CodeQueueFull, "queue %d is full", id)
 			}
+			t.Stop()
 		case isMissing(err):
 			if _, _, ierr := qs.Info(ctx, id); isNotFound(ierr) {
 				return ierr
@@ -229,11 +253,7 @@ func (qs *Queues) Get(ctx context.Context, id int64, block bool) (QueueItem, err
 		msg, err := qs.next(ctx, cons, block)
 		switch {
 		case err == nil:
-			it, derr := qs.take(ctx, id, msg)
-			if derr == nil {
-				return it, nil
-			}
-			err = derr
+			return qs.take(ctx, id, msg), nil
 		case errors.Is(err, errEmpty):
 			return QueueItem{}, protocol.Errorf(protocol.CodeQueueEmpty, "queue %d is empty", id)
 		}
@@ -286,16 +306,15 @@ func (qs *Queues) next(ctx context.Context, cons jetstream.Consumer, block bool)
 }
 
 // take acknowledges msg, waiting for JetStream to confirm it, and then
-// tells waiting putters there is room. An acknowledgement JetStream never
-// confirms leaves the item to be handed out again, so the get fails
-// rather than return an item someone else may get too.
-func (qs *Queues) take(ctx context.Context, id int64, msg jetstream.Msg) (QueueItem, error) {
-	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), itemAckWait/2)
-	err := msg.DoubleAck(actx)
-	cancel()
-	if err != nil {
-		return QueueItem{}, err
+// tells waiting putters there is room. An acknowledgement is sent again
+// while JetStream does not confirm it (a failover); one never confirmed
+// within itemAckWait may or may not have been applied, and the item is
+// returned all the same: handed out twice rather than dropped.
+func (qs *Queues) take(ctx context.Context, id int64, msg jetstream.Msg) QueueItem {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), itemAckWait)
+	for msg.DoubleAck(actx) != nil && pause(actx) {
 	}
+	cancel()
 	_ = qs.nc.Publish(qs.taken(id), nil)
 	h := msg.Headers()
 	it := QueueItem{Data: msg.Data(), PutterNode: h.Get(HdrPutterNode)}
@@ -303,7 +322,7 @@ func (qs *Queues) take(ctx context.Context, id int64, msg jetstream.Msg) (QueueI
 	if m, err := strconv.Atoi(h.Get(HdrUnbound)); err == nil {
 		it.Unbound = protocol.UnboundMode(m)
 	}
-	return it, nil
+	return it
 }
 
 // pause waits retryPause, or less if ctx ends; it reports whether ctx

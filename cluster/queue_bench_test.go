@@ -21,6 +21,24 @@ import (
 // JetStream cluster and connects to the first.
 func jetStreamCluster(t testing.TB) *nats.Conn {
 	t.Helper()
+	return connect(t, startJetStreamCluster(t)[0])
+}
+
+// connect connects to ns alone, until the test ends.
+func connect(t testing.TB, ns *server.Server) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(ns.ClientURL(), nats.NoReconnect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// startJetStreamCluster runs three in-process NATS servers routed into
+// one JetStream cluster until the test ends.
+func startJetStreamCluster(t testing.TB) []*server.Server {
+	t.Helper()
 	var routes []*url.URL
 	ports := make([]int, 3)
 	for i := range ports {
@@ -52,12 +70,7 @@ func jetStreamCluster(t testing.TB) *nats.Conn {
 			t.Fatal("NATS server did not start")
 		}
 	}
-	nc, err := nats.Connect(servers[0].ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
+	return servers
 }
 
 // createWhenReady creates queue id, trying again while the JetStream
