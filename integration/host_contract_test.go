@@ -362,6 +362,27 @@ func contractJSON(t *testing.T, open func(...interpreters.Option) *interpreters.
 		t.Error("encoding 200 MB under a 64 MiB memory limit succeeded")
 	}
 	wantEqual(t, "the interpreter after it", mustCall(t, it, `function() return require("json").encode({ok = true}) end`), `{"ok":true}`)
+
+	// A text that would pass the memory limit, of a table that is within
+	// it (one 8 MiB string nine times), is refused before it is built, with
+	// the MemoryError an operation refused for the limit raises.
+	const nine = `local s = string.rep("x", 8 * 1024 * 1024)
+		local t = {s, s, s, s, s, s, s, s, s}`
+	got = mustCall(t, it, `function() local json = require("json") `+nine+`
+		return (`+catchHost+`)(json.encode, t) end`)
+	if tu, _ := got.(interpreters.Tuple); len(tu) < 2 || tu[0] != "MemoryError" || !strings.Contains(fmt.Sprint(tu[1]), "json.encode") {
+		t.Errorf("json.encode of 72 MiB of text under a 64 MiB limit, caught: %#v, want a MemoryError from json.encode", got)
+	}
+	err = it.Exec(`local json = require("json") ` + nine + ` json.encode(t)`)
+	if ef := execFailed(t, "json.encode of 72 MiB of text under a 64 MiB limit", err); ef.Type != "MemoryError" || !errors.Is(err, interpreters.ErrMemoryLimit) {
+		t.Errorf("uncaught: %v (type %s), want a MemoryError matching ErrMemoryLimit", err, ef.Type)
+	}
+	// A text that passes the limit only once escaped is bounded too.
+	err = it.Exec(`local s = require("json").encode(string.rep("\1", 12 * 1024 * 1024))`)
+	if !errors.Is(err, interpreters.ErrMemoryLimit) {
+		t.Errorf("json.encode of 72 MiB of escapes under a 64 MiB limit: %v, want an error matching ErrMemoryLimit", err)
+	}
+	wantEqual(t, "the interpreter after them", mustCall(t, it, `function() return require("json").encode({ok = true}) end`), `{"ok":true}`)
 }
 
 func contractExecNamed(t *testing.T, open func(...interpreters.Option) *interpreters.Runtime) {

@@ -19,11 +19,13 @@ import (
 // (Lua ⇄ msgpack ⇄ the normalised Go form), so JSON maps values exactly as
 // calls and queues do: an array for keys 1..n and for an empty table, an
 // object for string keys, and a ValueError for anything else. The encoded
-// text is bounded as any value is (protocol.MaxValueSize); the tables a
-// decode builds count against the memory limit like any others.
-func openJSON(L *lua.LState) int {
+// text is bounded as any value is (protocol.MaxValueSize), and by the
+// memory limit as string.rep's result is: a text that would pass it is
+// refused with a MemoryError before it is built. The tables a decode
+// builds count against the memory limit like any others.
+func (m *luaModule) openJSON(L *lua.LState) int {
 	t := L.NewTable()
-	t.RawSetString("encode", L.NewFunction(jsonEncode))
+	t.RawSetString("encode", L.NewFunction(func(L *lua.LState) int { return m.w.vm.jsonEncode(L) }))
 	t.RawSetString("decode", L.NewFunction(jsonDecode))
 	L.Push(t)
 	return 1
@@ -32,7 +34,14 @@ func openJSON(L *lua.LState) int {
 // plainCodec converts values that hold no queue: a queue handle is no JSON.
 var plainCodec = &protocol.LuaCodec{}
 
-func jsonEncode(L *lua.LState) int {
+func (vm *VM) jsonEncode(L *lua.LState) int {
+	// The conversions below are Go calls that no interrupt can stop: a
+	// value whose text must pass the memory limit is refused first.
+	if limit := vm.cfg.MemoryLimit; limit > 0 {
+		if most := luaJSONSize(L.Get(1), 0, limit); most > limit {
+			vm.refuseForMemory(L, "json.encode: the text could be %d bytes, more than the memory limit of %d bytes", most, limit)
+		}
+	}
 	raw, err := plainCodec.Marshal(L.Get(1))
 	if err != nil {
 		raiseValueError(L, "json.encode: %s", protocol.AsError(err).Msg)
@@ -52,11 +61,21 @@ func jsonEncode(L *lua.LState) int {
 		raiseValueError(L, "json.encode: %v", err)
 	}
 	out := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
-	if len(out) > protocol.MaxValueSize {
-		raiseValueError(L, "json.encode: the text would be %d bytes, more than the %d a value may be", len(out), protocol.MaxValueSize)
-	}
+	vm.boundJSON(L, int64(len(out)))
 	L.Push(lua.LString(out))
 	return 1
+}
+
+// boundJSON refuses a JSON text of n bytes that would pass the memory
+// limit (a MemoryError, as string.rep's) or the largest value
+// (a ValueError).
+func (vm *VM) boundJSON(L *lua.LState, n int64) {
+	if limit := vm.cfg.MemoryLimit; limit > 0 && n > limit {
+		vm.refuseForMemory(L, "json.encode: the text would be %d bytes, more than the memory limit of %d bytes", n, limit)
+	}
+	if n > protocol.MaxValueSize {
+		raiseValueError(L, "json.encode: the text would be %d bytes, more than the %d a value may be", n, protocol.MaxValueSize)
+	}
 }
 
 // checkJSON refuses what JSON cannot say as it is: a string that is not
@@ -170,4 +189,51 @@ func raiseValueError(L *lua.LState, format string, args ...any) {
 	mt.RawSetString("__tostring", L.NewFunction(errorToString))
 	t.Metatable = mt
 	L.Error(t, 1)
+}
+
+// luaJSONSize is the most bytes v's JSON text can take, counted no
+// further than past budget (a table met twice counts twice, as it is
+// encoded): each string escaped, with six bytes for each byte that may
+// become a \u escape, each number in its longest form. What has no JSON
+// form counts as little; the encoding refuses it.
+func luaJSONSize(v lua.LValue, depth int, budget int64) int64 {
+	switch x := v.(type) {
+	case lua.LString:
+		return jsonStringSize(string(x))
+	case *lua.LTable:
+		if depth > protocol.MaxDepth {
+			return 2
+		}
+		n := int64(2)
+		x.ForEach(func(k, e lua.LValue) {
+			if n > budget {
+				return
+			}
+			if ks, ok := k.(lua.LString); ok {
+				n += jsonStringSize(string(ks)) + 1 // and the colon
+			}
+			n += luaJSONSize(e, depth+1, budget-n) + 1 // and the comma
+		})
+		return n
+	case lua.LNumber:
+		return 24 // -1.2345678901234567e-308
+	default:
+		return 5 // false
+	}
+}
+
+// jsonStringSize is the most bytes s takes as a JSON string: quoted, a
+// quote or backslash escaped in two bytes, a control character or the
+// bytes of U+2028 and U+2029 in up to six.
+func jsonStringSize(s string) int64 {
+	n := int64(len(s)) + 2
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			n++
+		case c < 0x20 || c == 0xE2:
+			n += 5
+		}
+	}
+	return n
 }

@@ -90,7 +90,7 @@ func (w *worker) newVM(stdlib bool) {
 		Stdlib:      stdlib,
 		Output:      w.write,
 		Codec:       m.codec(),
-		Modules:     map[string]lua.LGFunction{"interpreters": m.open, "host": m.openHost, "json": openJSON},
+		Modules:     map[string]lua.LGFunction{"interpreters": m.open, "host": m.openHost, "json": m.openJSON},
 		MemoryLimit: w.cfg.MemoryLimit,
 	})
 	m.init(w.vm.L())
