@@ -126,8 +126,6 @@ func (w *worker) callLoop() {
 		protocol.MethodCall:        w.call,
 		protocol.MethodPrepareMain: w.prepareMain,
 	}
-	var gc collector
-	gc.idle()
 	for {
 		m, err := w.calls.Read()
 		if err != nil {
@@ -146,12 +144,10 @@ func (w *worker) callLoop() {
 		if m.ID <= w.cancelledUpTo.Load() {
 			cancel() // its cancellation overtook it on the session
 		}
-		gc.busy()
 		res, err := h(ctx, m.Body)
 		w.current.Store(nil)
 		cancel()
 		_ = w.calls.Respond(m.ID, protocol.AsError(err), res)
-		gc.idle()
 	}
 }
 
