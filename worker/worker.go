@@ -79,6 +79,9 @@ func (w *worker) configure(cfg protocol.WorkerConfig) {
 		}
 		w.newVM(cfg.Stdlib)
 	}
+	// A spare's VM was built before its interpreter's limits were known:
+	// what string.rep and json.encode refuse follows them.
+	w.vm.cfg.MemoryLimit = cfg.MemoryLimit
 	w.mod.addHostModules(w.vm)
 	w.configured = true
 }
