@@ -540,14 +540,21 @@ func (r *remoteBackend) QueuePut(ctx context.Context, p supervisor.PutRequest) e
 		ctx = context.Background()
 	}
 	err := r.doStream(ctx, protocol.ControlQueuePut, &protocol.QueuePutParams{ID: p.Queue, Value: p.Item, Unbound: p.Unbound, Block: p.Block, TimeoutNs: timeoutNs(ctx)}, nil)
-	return queueWaitEnded(err, p.Queue, protocol.CodeQueueFull)
+	return queueWaitEnded(ctx, err, p.Queue, protocol.CodeQueueFull)
 }
 
 // queueWaitEnded makes the end of a queue operation's context, when it
 // ends the operation on this side of the connection (before the request
 // went out, or while waiting for its answer), the queue's own error with
 // the context's reason as its cause, as the daemon reports it.
-func queueWaitEnded(err error, id int64, code protocol.Code) error {
+//
+// When ctx has ended, its reason is the wait's cause even if the daemon's
+// answer came first: ending ctx cancels the request, and the daemon then
+// reports its wait cancelled, where the caller's deadline is the reason.
+func queueWaitEnded(ctx context.Context, err error, id int64, code protocol.Code) error {
+	if e := protocol.AsError(err); e != nil && e.Code == code && ctx.Err() != nil {
+		return protocol.QueueWaitEnded(id, code, ctx.Err())
+	}
 	e := protocol.AsError(err)
 	if e == nil || (e.Code != protocol.CodeCanceled && e.Code != protocol.CodeDeadlineExceeded) {
 		return err
@@ -561,7 +568,7 @@ func (r *remoteBackend) QueueGet(ctx context.Context, g supervisor.GetRequest) (
 	}
 	var res protocol.QueueGetResult
 	if err := r.doStream(ctx, protocol.ControlQueueGet, &protocol.QueueGetParams{ID: g.Queue, Block: g.Block, TimeoutNs: timeoutNs(ctx)}, &res); err != nil {
-		return supervisor.QueueItem{}, queueWaitEnded(err, g.Queue, protocol.CodeQueueEmpty)
+		return supervisor.QueueItem{}, queueWaitEnded(ctx, err, g.Queue, protocol.CodeQueueEmpty)
 	}
 	if res.Unbound {
 		return supervisor.QueueItem{Unbound: true}, nil
