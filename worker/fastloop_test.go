@@ -9,15 +9,20 @@ import (
 )
 
 // installProbe defines probe(), which records whether the state calling it
-// (the VM's own or a coroutine's) runs interruptLoop.
-func installProbe(vm *VM) *[]bool {
+// (the VM's own or a coroutine's) runs interruptLoop; the channel closes
+// at the first probe.
+func installProbe(vm *VM) (*[]bool, <-chan struct{}) {
 	var seen []bool
+	probed := make(chan struct{})
 	L := vm.L()
 	L.SetGlobal("probe", L.NewFunction(func(L *lua.LState) int {
+		if len(seen) == 0 {
+			close(probed)
+		}
 		seen = append(seen, usesFastLoop(L))
 		return 0
 	}))
-	return &seen
+	return &seen, probed
 }
 
 func TestFastLoopInterrupt(t *testing.T) {
@@ -36,8 +41,10 @@ func TestFastLoopInterrupt(t *testing.T) {
 	} {
 		t.Run(src, func(t *testing.T) {
 			vm, _ := newVM(t, VMConfig{})
-			seen := installProbe(vm)
-			err, took := execCancelled(t, vm, src)
+			seen, probed := installProbe(vm)
+			// A cancel before probe() ran would stop the chunk with
+			// nothing seen: gopher-lua's own loop checks at once.
+			err, took := execCancelledAfter(t, vm, src, probed)
 			checkEmpty(t, vm)
 			if pe := failed(t, err); pe.Code != protocol.CodeCanceled {
 				t.Fatalf("got %+v, want canceled", pe)
@@ -58,7 +65,7 @@ func TestFastLoopInterrupt(t *testing.T) {
 // when a call resumes it.
 func TestFastLoopAfterContextChanges(t *testing.T) {
 	vm, _ := newVM(t, VMConfig{})
-	seen := installProbe(vm)
+	seen, _ := installProbe(vm)
 	L := vm.L()
 	L.SetGlobal("soft", L.NewFunction(func(*lua.LState) int {
 		vm.SoftInterrupt(&protocol.Error{Code: protocol.CodeMemoryLimit, Type: "MemoryError", Msg: "memory limit exceeded"})

@@ -735,10 +735,27 @@ func TestProtectedCallFromGo(t *testing.T) {
 
 func execCancelled(t *testing.T, vm *VM, src string) (error, time.Duration) {
 	t.Helper()
+	return execCancelledAfter(t, vm, src, nil)
+}
+
+// execCancelledAfter is execCancelled that cancels only once reached is
+// closed, for a test that must see some of the chunk run first; nil
+// means once the call runs at all.
+func execCancelledAfter(t *testing.T, vm *VM, src string, reached <-chan struct{}) (error, time.Duration) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- vm.Exec(ctx, src) }()
+	if reached != nil {
+		select {
+		case <-reached:
+		case err := <-done:
+			t.Fatalf("%s: ended before it was cancelled: %v", src, err)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: the chunk never got there", src)
+		}
+	}
 	// Cancel once the call runs under its interrupt context, so the
 	// interrupt stops running Lua rather than the call's start.
 	for deadline := time.Now().Add(10 * time.Second); vm.ic.Load() == nil; time.Sleep(time.Millisecond) {
