@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/subinterp/subinterp/internal/baseline"
+	"github.com/subinterp/subinterp/internal/launchbench"
 	"github.com/subinterp/subinterp/interpreters"
 )
 
@@ -193,24 +194,7 @@ func busy(b *testing.B, callers int, op func(k, i int) error) {
 // only gopher-lua and msgpack. integration/density's BenchmarkLaunch does
 // the same in a light host.
 func BenchmarkLaunch(b *testing.B) {
-	b.Run("bare-luamsgpack-start", func(b *testing.B) {
-		if err := baseline.BuildBare(); err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(baseline.RemoveBare)
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			wait, err := baseline.StartBare()
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.StopTimer()
-			if err := wait(); err != nil {
-				b.Fatal(err)
-			}
-			b.StartTimer()
-		}
-	})
+	b.Run("bare-luamsgpack-start", launchbench.BareStart)
 	b.Run("go-plugin-launch", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			if err := baseline.LaunchPlugin(); err != nil {
@@ -218,21 +202,7 @@ func BenchmarkLaunch(b *testing.B) {
 			}
 		}
 	})
-	b.Run("subinterp-create-cold", func(b *testing.B) {
-		rt := interpreters.New()
-		defer rt.Close()
-		for i := 0; i < b.N; i++ {
-			interp, err := rt.Create()
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.StopTimer()
-			if err := interp.Close(); err != nil {
-				b.Fatal(err)
-			}
-			b.StartTimer()
-		}
-	})
+	b.Run("subinterp-create-cold", launchbench.CreateCold)
 	b.Run("subinterp-create-call-close", func(b *testing.B) {
 		// The same span as go-plugin-launch: start, first call, stop.
 		rt := interpreters.New()

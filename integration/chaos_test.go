@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/subinterp/subinterp/internal/proctest"
 	"github.com/subinterp/subinterp/interpreters"
 )
 
@@ -281,7 +282,7 @@ func TestChaos(t *testing.T) {
 	// that the children left at the end are ours.
 	backgroundCloses.Wait()
 	before := make(map[int]bool)
-	for _, p := range isoChildPids() {
+	for _, p := range proctest.Children() {
 		before[p] = true
 	}
 
@@ -572,15 +573,15 @@ func TestChaos(t *testing.T) {
 	var left []string
 	for {
 		left = left[:0]
-		for _, p := range isoChildPids() {
+		for _, p := range proctest.Children() {
 			if !before[p] {
-				left = append(left, isoDescribePid(p))
+				left = append(left, proctest.Describe(p))
 			}
 		}
 		pidsMu.Lock()
 		for _, p := range allPids {
-			if ppid, _, state, ok := procStat(p); ok && state != "Z" && ppid != os.Getpid() && isoSameExecutable(p) {
-				left = append(left, isoDescribePid(p)+" (orphaned)")
+			if ppid, _, state, ok := proctest.Stat(p); ok && state != "Z" && ppid != os.Getpid() && isoSameExecutable(p) {
+				left = append(left, proctest.Describe(p)+" (orphaned)")
 			}
 		}
 		pidsMu.Unlock()
@@ -598,45 +599,17 @@ func TestChaos(t *testing.T) {
 // isoProcessEnded reports whether the worker process with this pid has ended:
 // reaped, a zombie, or its pid now held by a process that is not our child.
 func isoProcessEnded(pid int) bool {
-	ppid, _, state, ok := procStat(pid)
+	ppid, _, state, ok := proctest.Stat(pid)
 	return !ok || state == "Z" || ppid != os.Getpid()
-}
-
-// isoChildPids lists the pids whose parent is this process, zombies included.
-func isoChildPids() []int {
-	self := os.Getpid()
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	var out []int
-	for _, e := range entries {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil || p == self {
-			continue
-		}
-		if ppid, _, _, ok := procStat(p); ok && ppid == self {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 // isoOrphanedWorkers lists live processes reparented to init that run this
 // test binary as a worker.
 func isoOrphanedWorkers() []string {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
 	var out []string
-	for _, e := range entries {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil || p == os.Getpid() {
-			continue
-		}
-		if ppid, _, state, ok := procStat(p); ok && ppid == 1 && state != "Z" && isoSameExecutable(p) {
-			out = append(out, isoDescribePid(p)+" (orphaned to init)")
+	for _, p := range proctest.Orphans() {
+		if isoSameExecutable(p) {
+			out = append(out, proctest.Describe(p)+" (orphaned to init)")
 		}
 	}
 	return out
@@ -653,12 +626,4 @@ func isoSameExecutable(p int) bool {
 		return false
 	}
 	return strings.TrimSuffix(exe, " (deleted)") == strings.TrimSuffix(self, " (deleted)")
-}
-
-func isoDescribePid(p int) string {
-	ppid, comm, state, ok := procStat(p)
-	if !ok {
-		return fmt.Sprintf("%d (gone)", p)
-	}
-	return fmt.Sprintf("%d (%s) state %s parent %d", p, comm, state, ppid)
 }

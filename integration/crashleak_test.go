@@ -3,15 +3,14 @@ package integration
 import (
 	"errors"
 	"fmt"
-	"os"
 	"runtime"
 	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/subinterp/subinterp/internal/proctest"
 	"github.com/subinterp/subinterp/interpreters"
 )
 
@@ -23,68 +22,6 @@ const (
 	crashLeakGoroutines = 10
 	crashLeakFDs        = 5
 )
-
-// openFDs counts this process's open file descriptors.
-func openFDs(t *testing.T) int {
-	t.Helper()
-	entries, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Skipf("no /proc/self/fd: %v", err)
-	}
-	return len(entries)
-}
-
-// hostState is what the host holds that interpreters coming and going
-// must give back: goroutines, open file descriptors, child processes.
-type hostState struct {
-	goroutines, fds int
-	children        map[int]bool
-}
-
-// hostNow is the host's state.
-func hostNow(t *testing.T) hostState {
-	t.Helper()
-	h := hostState{goroutines: runtime.NumGoroutine(), fds: openFDs(t), children: make(map[int]bool)}
-	for _, p := range isoChildPids() {
-		h.children[p] = true
-	}
-	return h
-}
-
-// wantHostBack waits, for up to 10 s, until the host holds at most before's
-// goroutines and file descriptors plus their slack, and no child process
-// before did not have; then it fails t for whatever is still over, saying
-// after what. It returns the state it ended with.
-func wantHostBack(t *testing.T, before hostState, goroutineSlack, fdSlack int, after string) hostState {
-	t.Helper()
-	var now hostState
-	var left []string
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		runtime.GC()
-		now, left = hostNow(t), nil
-		for p := range now.children {
-			if !before.children[p] {
-				left = append(left, isoDescribePid(p))
-			}
-		}
-		if (now.goroutines <= before.goroutines+goroutineSlack && now.fds <= before.fds+fdSlack && len(left) == 0) || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if now.goroutines > before.goroutines+goroutineSlack {
-		buf := make([]byte, 4<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		t.Errorf("%d goroutines %s, %d before: leaked\n%s", now.goroutines, after, before.goroutines, buf)
-	}
-	if now.fds > before.fds+fdSlack {
-		t.Errorf("%d open file descriptors %s, %d before: leaked", now.fds, after, before.fds)
-	}
-	if len(left) > 0 {
-		t.Errorf("%d new child process(es) %s:\n\t%s", len(left), after, strings.Join(left, "\n\t"))
-	}
-	return now
-}
 
 // crashOnce creates an interpreter, starts a call that never ends, kills
 // its worker and checks the typed failure. It returns how long the kill took
@@ -142,8 +79,8 @@ func TestCrashLeak(t *testing.T) {
 	crashOnce(t, rt)
 	runtime.GC()
 	time.Sleep(50 * time.Millisecond)
-	before := hostNow(t)
-	t.Logf("before: %d goroutines, %d file descriptors, %d child processes", before.goroutines, before.fds, len(before.children))
+	before := proctest.HostNow(t)
+	t.Logf("before: %d goroutines, %d file descriptors, %d child processes", before.Goroutines, before.FDs, len(before.Children))
 
 	began := time.Now()
 	lats := make([]time.Duration, crashLeakCrashes)
@@ -173,6 +110,6 @@ func TestCrashLeak(t *testing.T) {
 	}
 	wantEqual(t, "the kept interpreter's state", global(t, keep, "kept"), "before")
 
-	after := wantHostBack(t, before, crashLeakGoroutines, crashLeakFDs, fmt.Sprintf("after %d crashes", crashLeakCrashes))
-	t.Logf("after: %d goroutines, %d file descriptors, %d child processes", after.goroutines, after.fds, len(after.children))
+	after := proctest.WantHostBack(t, before, crashLeakGoroutines, crashLeakFDs, fmt.Sprintf("after %d crashes", crashLeakCrashes))
+	t.Logf("after: %d goroutines, %d file descriptors, %d child processes", after.Goroutines, after.FDs, len(after.Children))
 }

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/subinterp/subinterp/internal/proctest"
 	"github.com/subinterp/subinterp/interpreters"
 )
 
@@ -146,7 +147,7 @@ func processGone(pid int) bool {
 	if errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
 		return true
 	}
-	_, _, state, ok := procStat(pid)
+	_, _, state, ok := proctest.Stat(pid)
 	return !ok || state == "Z"
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/subinterp/subinterp/daemon"
+	"github.com/subinterp/subinterp/internal/proctest"
 	"github.com/subinterp/subinterp/interpreters"
 )
 
@@ -177,7 +178,7 @@ func TestDaemonLoad(t *testing.T) {
 func childPids(pids []int) []int {
 	var left []int
 	for _, p := range pids {
-		if ppid, _, _, ok := procStat(p); ok && ppid == os.Getpid() {
+		if ppid, _, _, ok := proctest.Stat(p); ok && ppid == os.Getpid() {
 			left = append(left, p)
 		}
 	}

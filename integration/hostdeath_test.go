@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/subinterp/subinterp/internal/proctest"
 	"github.com/subinterp/subinterp/interpreters"
 )
 
@@ -145,7 +146,7 @@ func TestHostDeath(t *testing.T) {
 	// Before the kill: every worker is a live child of the helper host.
 	started := make(map[int]string, len(pids))
 	for _, p := range pids {
-		ppid, _, state, ok := procStat(p)
+		ppid, _, state, ok := proctest.Stat(p)
 		st, ok2 := procStartTime(p)
 		if !ok || !ok2 || ppid != host || state == "Z" {
 			t.Fatalf("worker %d before the kill: parent %d (want the host %d), state %q, found %v", p, ppid, host, state, ok && ok2)
@@ -168,7 +169,7 @@ func TestHostDeath(t *testing.T) {
 	aliveWorkers := func() []string {
 		var left []string
 		for _, p := range pids {
-			_, comm, state, ok := procStat(p)
+			_, comm, state, ok := proctest.Stat(p)
 			st, ok2 := procStartTime(p)
 			if ok && ok2 && st == started[p] && state != "Z" {
 				left = append(left, strconv.Itoa(p)+" ("+comm+") state "+state)

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/subinterp/subinterp/internal/proctest"
 	"github.com/subinterp/subinterp/interpreters"
 )
 
@@ -149,7 +150,7 @@ func TestPid(t *testing.T) {
 		if err := syscall.Kill(p, 0); err != nil {
 			t.Errorf("kill(%d, 0) = %v: the worker process should exist", p, err)
 		}
-		if ppid, _, _, ok := procStat(p); ok && ppid != os.Getpid() {
+		if ppid, _, _, ok := proctest.Stat(p); ok && ppid != os.Getpid() {
 			t.Errorf("worker %d has parent %d, want the host %d", p, ppid, os.Getpid())
 		}
 	}

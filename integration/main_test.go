@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/subinterp/subinterp/internal/proctest"
 	"github.com/subinterp/subinterp/interpreters"
 	"github.com/subinterp/subinterp/protocol"
 )
@@ -63,7 +64,7 @@ func childProcesses() []string {
 		if err != nil || pid == self {
 			continue
 		}
-		ppid, comm, state, ok := procStat(pid)
+		ppid, comm, state, ok := proctest.Stat(pid)
 		if ok && ppid == self {
 			out = append(out, fmt.Sprintf("%d (%s) state %s", pid, comm, state))
 		}
@@ -77,31 +78,10 @@ func childProcesses() []string {
 // liveWorkerOfOurs reports whether pid is a worker process this test
 // binary started and that has not exited.
 func liveWorkerOfOurs(pid int) bool {
-	ppid, _, state, ok := procStat(pid)
+	ppid, _, state, ok := proctest.Stat(pid)
 	if !ok || ppid != os.Getpid() || state == "Z" {
 		return false
 	}
 	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
 	return err == nil && slices.Contains(strings.Split(string(cmdline), "\x00"), protocol.WorkerArg)
-}
-
-func procStat(pid int) (ppid int, comm, state string, ok bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, "", "", false
-	}
-	s := string(b)
-	open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-	if open < 0 || closing < open {
-		return 0, "", "", false
-	}
-	fields := strings.Fields(s[closing+1:])
-	if len(fields) < 2 {
-		return 0, "", "", false
-	}
-	ppid, err = strconv.Atoi(fields[1])
-	if err != nil {
-		return 0, "", "", false
-	}
-	return ppid, s[open+1 : closing], fields[0], true
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/subinterp/subinterp/internal/baseline"
+	"github.com/subinterp/subinterp/internal/proctest"
 	"github.com/subinterp/subinterp/interpreters"
 )
 
@@ -226,7 +227,7 @@ func privateMemory(b *testing.B, rt *interpreters.Runtime, n int) (float64, int)
 		}
 		defer it.Close()
 		pid, _ := it.Pid()
-		priv, err := privateBytes(pid)
+		priv, err := proctest.PrivateBytes(pid)
 		if err != nil {
 			continue
 		}
@@ -237,28 +238,6 @@ func privateMemory(b *testing.B, rt *interpreters.Runtime, n int) (float64, int)
 		return 0, 0
 	}
 	return total / float64(count), count
-}
-
-// privateBytes is a process's private memory, Private_Clean plus
-// Private_Dirty of its smaps_rollup: the pages no other process maps, so
-// what ending it would give back (its page tables and kernel buffers aside).
-func privateBytes(pid int) (int64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
-	if err != nil {
-		return 0, err
-	}
-	var kb int64
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 2 && (f[0] == "Private_Clean:" || f[0] == "Private_Dirty:") {
-			n, err := strconv.ParseInt(f[1], 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("/proc/%d/smaps_rollup: %q: %w", pid, line, err)
-			}
-			kb += n
-		}
-	}
-	return kb << 10, nil
 }
 
 // waitSpare waits, briefly, for the runtime's spare to be ready again.

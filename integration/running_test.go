@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/subinterp/subinterp/internal/proctest"
 	"github.com/subinterp/subinterp/interpreters"
 )
 
@@ -485,6 +486,6 @@ func TestCancelKilledWorkerIsGone(t *testing.T) {
 // workerDead reports whether the worker process with this pid has ended:
 // reaped, a zombie, or its pid reused by a process that is not our child.
 func workerDead(pid int) bool {
-	ppid, _, state, ok := procStat(pid)
+	ppid, _, state, ok := proctest.Stat(pid)
 	return !ok || state == "Z" || ppid != os.Getpid()
 }

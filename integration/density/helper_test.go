@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/subinterp/subinterp/internal/proctest"
 	"github.com/subinterp/subinterp/interpreters"
 )
 
@@ -100,11 +101,11 @@ func serveHelper() {
 		case "close":
 			record(inLanes(len(its), func(i int) error { return its[i].Close() }))
 			its = nil
-			r.Children = childPids()
+			r.Children = proctest.Children()
 			r.Goroutines = runtime.NumGoroutine()
 		case "quit":
 			record([]error{rt.Close()})
-			r.Children = childPids()
+			r.Children = proctest.Children()
 		}
 		if err := enc.Encode(r); err != nil {
 			os.Exit(1)

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/subinterp/subinterp/internal/proctest"
 	"github.com/subinterp/subinterp/interpreters"
 )
 
@@ -121,7 +122,7 @@ func manyInterpreters(t *testing.T, n int) {
 	}
 	runtime.GC()
 	time.Sleep(50 * time.Millisecond)
-	before, rss := hostNow(t), selfRSS(t)
+	before, rss := proctest.HostNow(t), selfRSS(t)
 	var secondBefore helperReply
 	secondFDs := 0
 	if second != nil {
@@ -129,7 +130,7 @@ func manyInterpreters(t *testing.T, n int) {
 	}
 	available := memAvailable(t)
 	t.Logf("before: host RSS %s, %d goroutines, %d file descriptors, %d child processes",
-		mib(rss), before.goroutines, before.fds, len(before.children))
+		mib(rss), before.Goroutines, before.FDs, len(before.Children))
 
 	// Create them all, each with a global of its own.
 	its := make([]*interpreters.Interpreter, n)
@@ -211,8 +212,8 @@ func manyInterpreters(t *testing.T, n int) {
 			t.Errorf("interpreters #%d and #%d share worker %d", other, i, pids[i])
 		}
 		owner[pids[i]] = i
-		if ppid, _, state, ok := procStat(pids[i]); !ok || ppid != parentOf(i) || state == "Z" {
-			t.Errorf("interpreter #%d: worker %d is not a live child of its host %d: %s", i, pids[i], parentOf(i), describePid(pids[i]))
+		if ppid, _, state, ok := proctest.Stat(pids[i]); !ok || ppid != parentOf(i) || state == "Z" {
+			t.Errorf("interpreter #%d: worker %d is not a live child of its host %d: %s", i, pids[i], parentOf(i), proctest.Describe(pids[i]))
 		}
 	}
 
@@ -230,7 +231,7 @@ func manyInterpreters(t *testing.T, n int) {
 	var private, maxPrivate, pageTables int64
 	var threads, maxThreads int
 	for i, p := range pids {
-		b, err := privateBytes(p)
+		b, err := proctest.PrivateBytes(p)
 		if err != nil {
 			t.Fatalf("%v: private memory of worker %d: %v", its[i], p, err)
 		}
@@ -242,10 +243,10 @@ func manyInterpreters(t *testing.T, n int) {
 		maxThreads = max(maxThreads, th)
 	}
 	perInterp := private / int64(n)
-	hostRSS, hostG, hostFDs := selfRSS(t), runtime.NumGoroutine(), openFDs(t)
+	hostRSS, hostG, hostFDs := selfRSS(t), runtime.NumGoroutine(), proctest.OpenFDs(t)
 	used := available - memAvailable(t)
-	goroutinesEach := float64(hostG-before.goroutines) / float64(local)
-	fdsEach := float64(hostFDs-before.fds) / float64(local)
+	goroutinesEach := float64(hostG-before.Goroutines) / float64(local)
+	fdsEach := float64(hostFDs-before.FDs) / float64(local)
 	if second != nil {
 		t.Logf("second host: %d goroutines (+%.2f each), %d file descriptors (+%.2f each)",
 			secondList.Goroutines, float64(secondList.Goroutines-secondBefore.Goroutines)/float64(n-local),
@@ -294,15 +295,15 @@ func manyInterpreters(t *testing.T, n int) {
 	}
 
 	// The host is back where it started, with the runtime still up.
-	after := wantHostBack(t, before, thousandGoroutines, thousandFDs, fmt.Sprintf("after closing %d interpreters", n))
-	t.Logf("after: host RSS %s, %d goroutines, %d file descriptors, %d child processes", mib(selfRSS(t)), after.goroutines, after.fds, len(after.children))
+	after := proctest.WantHostBack(t, before, thousandGoroutines, thousandFDs, fmt.Sprintf("after closing %d interpreters", n))
+	t.Logf("after: host RSS %s, %d goroutines, %d file descriptors, %d child processes", mib(selfRSS(t)), after.Goroutines, after.FDs, len(after.Children))
 	closeRT()
 	if second != nil {
 		if r := second.quit(t); len(r.Children) > 0 {
 			t.Errorf("children of the second host after closing its runtime: %v", r.Children)
 		}
 	}
-	if left := childPids(); len(left) > 0 {
+	if left := proctest.Children(); len(left) > 0 {
 		t.Errorf("children of this process after Runtime.Close: %v", left)
 	}
 	if orphans := orphanedWorkers(); len(orphans) > 0 {
