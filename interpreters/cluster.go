@@ -356,12 +356,7 @@ func (cb *clusterBackend) List(ctx context.Context) ([]supervisor.Info, error) {
 		}
 		return infos, err
 	})
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].Created.Equal(out[j].Created) {
-			return out[i].Created.Before(out[j].Created)
-		}
-		return out[i].ID < out[j].ID
-	})
+	sortByCreation(out, func(in supervisor.Info) (time.Time, int64) { return in.Created, in.ID })
 	return out, err
 }
 
@@ -374,13 +369,22 @@ func (cb *clusterBackend) Describe(ctx context.Context) ([]InterpreterInfo, erro
 		}
 		return infos, err
 	})
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].Created.Equal(out[j].Created) {
-			return out[i].Created.Before(out[j].Created)
-		}
-		return out[i].ID < out[j].ID
-	})
+	sortByCreation(out, func(in InterpreterInfo) (time.Time, int64) { return in.Created, in.ID })
 	return out, err
+}
+
+// sortByCreation orders interpreters oldest first, as ListAll lists them:
+// cluster IDs come in per-node blocks, so they are unique but not in
+// creation order across nodes.
+func sortByCreation[T any](s []T, key func(T) (time.Time, int64)) {
+	sort.Slice(s, func(i, j int) bool {
+		ti, idi := key(s[i])
+		tj, idj := key(s[j])
+		if !ti.Equal(tj) {
+			return ti.Before(tj)
+		}
+		return idi < idj
+	})
 }
 
 func (cb *clusterBackend) Close() error { return cb.c.Close() }
