@@ -228,10 +228,7 @@ func (qs *Queues) Put(ctx context.Context, id int64, it QueueItem, block bool) e
 			}
 			fallthrough
 		default:
-			if ctx.Err() != nil {
-				return unavailable("put into queue %d", id, err)
-			}
-			if !pause(ctx) {
+			if errors.Is(err, nats.ErrConnectionClosed) || !pause(ctx) {
 				return unavailable("put into queue %d", id, err)
 			}
 		}
@@ -242,12 +239,9 @@ func (qs *Queues) Put(ctx context.Context, id int64, it QueueItem, block bool) e
 // CodeQueueEmpty at once, or, with block, when ctx ends first; a waiting
 // get holds a pull request JetStream answers when an item is stored.
 func (qs *Queues) Get(ctx context.Context, id int64, block bool) (QueueItem, error) {
-	cons, err := qs.js.Consumer(ctx, qs.stream(id), getters)
-	if errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return QueueItem{}, notFound(id)
-	}
+	cons, err := qs.consumer(ctx, id)
 	if err != nil {
-		return QueueItem{}, unavailable("get from queue %d", id, err)
+		return QueueItem{}, err
 	}
 	for {
 		msg, err := qs.next(ctx, cons, block)
@@ -260,6 +254,9 @@ func (qs *Queues) Get(ctx context.Context, id int64, block bool) (QueueItem, err
 		if ctx.Err() != nil {
 			return QueueItem{}, protocol.Errorf(protocol.CodeQueueEmpty, "queue %d is empty", id)
 		}
+		if errors.Is(err, nats.ErrConnectionClosed) {
+			return QueueItem{}, unavailable("get from queue %d", id, err)
+		}
 		if isMissing(err) {
 			if _, _, ierr := qs.Info(ctx, id); isNotFound(ierr) {
 				return QueueItem{}, ierr
@@ -267,6 +264,22 @@ func (qs *Queues) Get(ctx context.Context, id int64, block bool) (QueueItem, err
 		}
 		if !pause(ctx) {
 			return QueueItem{}, protocol.Errorf(protocol.CodeQueueEmpty, "queue %d is empty", id)
+		}
+	}
+}
+
+// consumer looks up the consumer of queue id's getters, asking again
+// while JetStream has no leader for it (a failover) until ctx ends.
+func (qs *Queues) consumer(ctx context.Context, id int64) (jetstream.Consumer, error) {
+	for {
+		cons, err := qs.js.Consumer(ctx, qs.stream(id), getters)
+		switch {
+		case err == nil:
+			return cons, nil
+		case errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrConsumerNotFound):
+			return nil, notFound(id)
+		case errors.Is(err, nats.ErrConnectionClosed) || !pause(ctx):
+			return nil, unavailable("get from queue %d", id, err)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -55,6 +56,7 @@ func TestQueuesServerLost(t *testing.T) {
 	total := 0
 	half := make(chan struct{})
 	progress := make(chan struct{}, 1)
+	var getErrs []error // guarded by mu
 	var getters sync.WaitGroup
 	gctx, stopGetters := context.WithCancel(ctx)
 	for g, ns := range servers {
@@ -65,7 +67,14 @@ func TestQueuesServerLost(t *testing.T) {
 			for {
 				it, err := qs.Get(gctx, 1, true)
 				if err != nil {
-					return // the getter on the lost server, or the end
+					// Only the getter on the lost server, or the end,
+					// may stop a getter: a failover is waited out.
+					if g != lost && gctx.Err() == nil {
+						mu.Lock()
+						getErrs = append(getErrs, fmt.Errorf("getter %d: %w", g, err))
+						mu.Unlock()
+					}
+					return
 				}
 				mu.Lock()
 				got[string(it.Data)] = append(got[string(it.Data)], g)
@@ -100,9 +109,38 @@ func TestQueuesServerLost(t *testing.T) {
 		t.Fatalf("half the items never arrived: %d", total)
 	}
 	servers[lost].Shutdown()
+	lostAt := time.Now()
 	t.Logf("server %d, the stream's leader, shut down", lost)
+	// stalled says where the queue stood when the test gave up, so a
+	// failure tells a stuck consumer from a stuck stream.
+	stalled := func() string {
+		mu.Lock()
+		n, gerrs := total, slices.Clone(getErrs)
+		mu.Unlock()
+		if len(gerrs) > 0 {
+			return fmt.Sprintf("%d got; getters stopped: %v", n, gerrs)
+		}
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		js, err := jetstream.New(connect(t, survivor))
+		if err != nil {
+			return err.Error()
+		}
+		si, err := js.Stream(sctx, "qt_q_1")
+		if err != nil {
+			return fmt.Sprintf("%d got %v after the loss; stream: %v", n, time.Since(lostAt), err)
+		}
+		ci, err := js.Consumer(sctx, "qt_q_1", "getters")
+		if err != nil {
+			return fmt.Sprintf("%d got %v after the loss; stream %+v; consumer: %v", n, time.Since(lostAt), si.CachedInfo().State, err)
+		}
+		c := ci.CachedInfo()
+		return fmt.Sprintf("%d got %v after the loss; stream leader %q msgs %d; consumer leader %q ack pending %d waiting %d pending %d redelivered %d",
+			n, time.Since(lostAt), si.CachedInfo().Cluster.Leader, si.CachedInfo().State.Msgs,
+			c.Cluster.Leader, c.NumAckPending, c.NumWaiting, c.NumPending, c.NumRedelivered)
+	}
 	if err := <-putDone; err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v (%s)", err, stalled())
 	}
 	// Wait for every item to be got, then stop the getters.
 	for {
@@ -115,11 +153,14 @@ func TestQueuesServerLost(t *testing.T) {
 		select {
 		case <-progress:
 		case <-ctx.Done():
-			t.Fatalf("%d of %d items got", n, items)
+			t.Fatalf("%d of %d items got (%s)", n, items, stalled())
 		}
 	}
 	stopGetters()
 	getters.Wait()
+	for _, err := range getErrs {
+		t.Error(err)
+	}
 	for i := range items {
 		by := got[strconv.Itoa(i)]
 		if len(by) == 0 {
