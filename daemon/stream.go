@@ -265,9 +265,14 @@ func (st *stream) callClient(ctx context.Context, p *protocol.HostCallParams) ([
 	stop := context.AfterFunc(ctx, func() {
 		mu.Lock()
 		defer mu.Unlock()
-		if !answered {
-			giveUp = time.AfterFunc(cancelGrace, func() { _ = st.cc.Close() })
+		if answered {
+			return
 		}
+		if ctx.Err() != context.DeadlineExceeded {
+			// The client cannot see this end on its own.
+			_ = st.c.notify(protocol.NotifyHostCancel, &protocol.StreamCancelParams{Stream: st.id, Call: id})
+		}
+		giveUp = time.AfterFunc(cancelGrace, func() { _ = st.cc.Close() })
 	})
 	defer func() {
 		stop()

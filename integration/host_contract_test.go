@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -26,6 +27,7 @@ var openContract = []struct {
 	{"HostFunctions", contractHostFunctions},
 	{"HostFunctionErrors", contractHostFunctionErrors},
 	{"HostFunctionDeadline", contractHostFunctionDeadline},
+	{"HostFunctionWorkerDeath", contractHostFunctionWorkerDeath},
 	{"HostFunctionsConcurrent", contractHostFunctionsConcurrent},
 	{"HostFunctionsInherited", contractHostFunctionsInherited},
 	{"HostFunctionsInPool", contractHostFunctionsInPool},
@@ -213,6 +215,41 @@ func contractHostFunctionDeadline(t *testing.T, open func(...interpreters.Option
 		wantErr(t, "the host function's ctx", err, context.DeadlineExceeded)
 	case <-time.After(bounded):
 		t.Fatal("the host function's ctx did not end at the call's timeout")
+	}
+}
+
+// A worker killed while its call, which has no deadline, waits in a host
+// function ends the function's context, and the call ends with the
+// worker's exit.
+func contractHostFunctionWorkerDeath(t *testing.T, open func(...interpreters.Option) *interpreters.Runtime) {
+	entered, ended := make(chan struct{}, 1), make(chan error, 1)
+	rt := open(interpreters.WithFunc("block", func(ctx context.Context, _ ...any) (any, error) {
+		entered <- struct{}{}
+		<-ctx.Done()
+		ended <- ctx.Err()
+		return nil, ctx.Err()
+	}))
+	it := create(t, rt)
+	p := pid(t, it)
+	a := start(func() (any, error) { return it.Call(`function() return require("host").block() end`) })
+	select {
+	case <-entered:
+	case <-time.After(bounded):
+		t.Fatal("the host function was not called")
+	}
+	if err := syscall.Kill(p, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_, err := a.wait(t)
+	var wee *interpreters.WorkerExitError
+	if !errors.As(err, &wee) {
+		t.Fatalf("the call under the kill: %v (%T), want *WorkerExitError", err, err)
+	}
+	select {
+	case err := <-ended:
+		wantErr(t, "the host function's ctx", err, context.Canceled)
+	case <-time.After(bounded):
+		t.Fatal("the host function's ctx did not end with its worker")
 	}
 }
 

@@ -20,6 +20,13 @@ type callStream struct {
 	id   uint64
 	cc   *protocol.CallConn
 	last uint32 // the id of the latest request
+
+	// The call in progress, which the daemon may end (NotifyHostCancel)
+	// from the session's reader once it has made a host call.
+	hostMu   sync.Mutex
+	hostStop context.CancelFunc // ends the call's host functions; nil until then
+	hostFrom uint32             // the first host call of the call in progress
+	cancelTo uint32             // the latest host call the daemon cancelled
 }
 
 // streamTrip is roundTrip on a call stream: one request and its answer,
@@ -103,39 +110,6 @@ func (r *remoteBackend) streamTrip(ctx context.Context, method string, params an
 	}
 }
 
-// readAnswer reads st until the response to request id, writing the
-// output that precedes it and serving the host function calls its scripts
-// make meanwhile, under ctx. A *protocol.Error is the daemon's answer; any
-// other error is the stream's.
-func (r *remoteBackend) readAnswer(ctx context.Context, st *callStream, id uint32) ([]byte, error) {
-	for {
-		m, err := st.cc.Read()
-		if err != nil {
-			return nil, err
-		}
-		switch {
-		case m.Kind == protocol.KindNotification && m.Method == protocol.NotifyOutput:
-			r.output(m.Body)
-		case m.Kind == protocol.KindRequest:
-			var res any
-			var rerr error = protocol.Errorf(protocol.CodeProtocol, "protocol: %q is not served on a call stream", m.Method)
-			if m.Method == protocol.MethodHostCall {
-				res, rerr = protocol.Handle(func(ctx context.Context, p *protocol.HostCallParams) (any, error) {
-					return r.hostCall(ctx, p)
-				})(ctx, m.Body)
-			}
-			if err := st.cc.Respond(m.ID, protocol.AsError(rerr), res); err != nil {
-				return nil, err
-			}
-		case m.Kind == protocol.KindResponse && m.ID == id:
-			if m.Error != nil {
-				return nil, m.Error
-			}
-			return m.Body, nil
-		}
-	}
-}
-
 // takeStream gives the most recently used idle stream, or a new one.
 func (r *remoteBackend) takeStream(ctx context.Context) (*callStream, error) {
 	select {
@@ -209,33 +183,5 @@ func (r *remoteBackend) closeStreams() {
 	r.mu.Unlock()
 	for _, st := range streams {
 		_ = st.cc.Close()
-	}
-}
-
-// hostCall serves a host function call made on a call stream. One that
-// nothing can end early (the call has neither a deadline nor a way to be
-// cancelled) runs on the goroutine waiting for the call, with no hand-off;
-// any other on a goroutine of its own, so that one ignoring its context
-// cannot keep the call from ending: what it returns late is dropped.
-func (r *remoteBackend) hostCall(ctx context.Context, p *protocol.HostCallParams) (any, error) {
-	if ctx.Done() == nil && p.TimeoutNs == 0 {
-		return r.host.serve(ctx, p)
-	}
-	type result struct {
-		res any
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		res, err := r.host.serve(ctx, p)
-		done <- result{res, err}
-	}()
-	hctx, cancel := protocol.WithTimeout(ctx, p.TimeoutNs)
-	defer cancel()
-	select {
-	case res := <-done:
-		return res.res, res.err
-	case <-hctx.Done():
-		return nil, hctx.Err()
 	}
 }

@@ -208,6 +208,8 @@ func (r *remoteBackend) notify(method string, body []byte) {
 		r.output(body)
 	case protocol.NotifyHostRelease:
 		r.host.released(body)
+	case protocol.NotifyHostCancel:
+		r.hostCancelled(body)
 	}
 }
 

@@ -42,3 +42,10 @@ type StreamCancelParams struct {
 	Stream   uint64
 	Call     uint32
 }
+
+// NotifyHostCancel is the notification a daemon sends a client, with
+// StreamCancelParams naming a call stream and a host call it made on it,
+// when the call that host call serves ended for another reason than its
+// deadline (the client's deadline passes in the client too): its worker
+// died, or it was cancelled. The function's context ends.
+const NotifyHostCancel = "$host.cancel"

@@ -113,9 +113,6 @@ func (s *Supervisor) call(ctx context.Context, id int64, method string, params f
 		}
 	}
 	p := it.p()
-	if timeout == 0 && ctx.Done() == nil {
-		ctx = context.WithValue(ctx, endlessKey{}, true)
-	}
 	res, interrupted, killed, err := s.invoke(ctx, p, timeout, method, params(int64(timeout)), it.output)
 	if err == nil {
 		return res, nil

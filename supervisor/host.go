@@ -3,7 +3,6 @@ package supervisor
 import (
 	"context"
 	"errors"
-	"runtime"
 	"sort"
 	"sync/atomic"
 
@@ -45,9 +44,8 @@ type Hosting struct {
 	// interpreter and those its scripts create.
 	holders *atomic.Int64
 	// Prompt says every one of Funcs returns soon after its ctx ends, so
-	// each runs on the goroutine of the call it serves, with no hand-off,
-	// as in a call nothing can end early: a daemon's, which forward the
-	// call to the client that gave them, are.
+	// each may run on the caller's goroutine, with no hand-off: a
+	// daemon's, which forward the call to the client that gave them, are.
 	Prompt bool
 }
 
@@ -79,19 +77,25 @@ func (s *Supervisor) hostCallbacks(it *interp, hs map[string]protocol.Handler) {
 			args = []byte{0x90} // no arguments
 		}
 		s.qs.deliver(0, args) // the queues in args are the host's now
-		var res []byte
-		var err error
-		if it.hosting.Prompt || ctx.Value(endlessKey{}) != nil {
-			// A call nothing can cancel and no deadline bounds has nothing
-			// to end it early but its worker's death, and the worker waits
-			// for this answer: fn runs on the call's own goroutine, with
-			// no hand-off. Its ctx still ends should the worker die.
-			res, err = fn(ctx, args)
-			err = hostError(err)
-		} else {
-			res, err = runHostFunc(ctx, fn, args)
+		// fn runs on the goroutine reading the call, never the caller's
+		// unless the functions are prompt (see roundTrip).
+		res, err := fn(ctx, args)
+		if returned, _ := ctx.Value(hostReturnKey{}).(func() bool); returned != nil && !returned() {
+			// The call ended first: the result is dropped, and with it
+			// the references to the queues in it.
+			if err == nil {
+				for _, id := range protocol.QueueIDs(res) {
+					s.ReleaseQueue(id)
+				}
+			}
+			return nil, errAnswered
 		}
-		if err != nil {
+		if err != nil && ctx.Err() != nil {
+			// It gave up because its call ended: the call's end is the
+			// answer, as it would be had the function ignored ctx.
+			return nil, protocol.AsError(ctx.Err())
+		}
+		if err = hostError(err); err != nil {
 			return nil, err
 		}
 		// The queues in the results come with a reference each, which
@@ -110,47 +114,6 @@ func (s *Supervisor) hostCallbacks(it *interp, hs map[string]protocol.Handler) {
 		return src, nil
 	})
 }
-
-// endlessKey marks the context of a call that has no deadline and cannot
-// be cancelled.
-type endlessKey struct{}
-
-// runHostFunc runs fn on a goroutine of its own and waits for it or for
-// ctx, whichever ends first: a host function that ignores its context
-// cannot keep the call from ending, and what it returns late is dropped.
-func runHostFunc(ctx context.Context, fn HostFunc, args []byte) ([]byte, error) {
-	type result struct {
-		res []byte
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		res, err := fn(ctx, args)
-		done <- result{res, err}
-	}()
-	var r result
-	for range handOffYields {
-		select {
-		case r = <-done:
-			return r.res, hostError(r.err)
-		default:
-		}
-		runtime.Gosched()
-	}
-	select {
-	case r = <-done:
-		return r.res, hostError(r.err)
-	case <-ctx.Done():
-		return nil, protocol.AsError(ctx.Err())
-	}
-}
-
-// handOffYields is how many times the goroutine waiting for a host
-// function yields to it before it parks. Most host functions return in
-// microseconds; yielding lets one run on the waiting goroutine's thread and
-// come back without either goroutine parking, which would cost a wake-up
-// across threads each way.
-const handOffYields = 16
 
 // hostError is the error a host function returned, as the wire carries
 // it: a *protocol.Error as it is (a result that cannot be copied), any

@@ -3,7 +3,6 @@ package supervisor
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -40,6 +39,9 @@ type process struct {
 	// handlers are the callbacks of the interpreter the worker serves; a
 	// spare has none until it is claimed.
 	handlers atomic.Pointer[map[string]protocol.Handler]
+	// hostPrompt says the interpreter's host functions end soon after
+	// their context does (Hosting.Prompt).
+	hostPrompt atomic.Bool
 
 	stopOnce sync.Once
 	dead     chan struct{}   // closed by markDead once the watcher knows how the worker ended
@@ -103,6 +105,7 @@ func (s *Supervisor) bind(p *process, it *interp) {
 	if it.hosting.Confined {
 		s.confine(it, h)
 	}
+	p.hostPrompt.Store(it.hosting.Prompt)
 	p.handlers.Store(&h)
 }
 
@@ -218,94 +221,6 @@ func socketPair(name string) (host, worker *os.File, err error) {
 		return nil, nil, fmt.Errorf("socketpair: %w", err)
 	}
 	return os.NewFile(uintptr(fds[0]), name), os.NewFile(uintptr(fds[1]), name), nil
-}
-
-// roundTrip makes one call on the call channel and reads until its
-// response, handing the call's output to out and serving the requests the
-// worker makes meanwhile (its Lua code using queues or other interpreters)
-// under ctx, bounded by deadline when it is set. The caller guarantees one
-// call at a time per process (the interpreter's running state). A read
-// error means the worker is gone: it is returned as CodeClosed.
-//
-// A request sent as a notification (a put into an unbounded queue) gets no
-// answer: it cannot fail unless the interpreter or the supervisor is being
-// torn down, and if it does anyway, the call fails with its error.
-func (p *process) roundTrip(ctx context.Context, deadline time.Time, id uint32, method string, params any, out func([]byte)) ([]byte, error) {
-	if err := p.calls.Request(id, method, params); err != nil {
-		if pe, ok := err.(*protocol.Error); ok {
-			return nil, pe // not sent; the channel is intact
-		}
-		return nil, &protocol.Error{Code: protocol.CodeClosed, Msg: "worker call channel: " + err.Error()}
-	}
-	var unanswered error // the first failed notification
-	for {
-		m, err := p.calls.Read()
-		if err != nil {
-			return nil, &protocol.Error{Code: protocol.CodeClosed, Msg: "worker call channel: " + err.Error()}
-		}
-		switch {
-		case m.Kind == protocol.KindNotification && m.Method == protocol.NotifyOutput:
-			if out != nil {
-				out(m.Body)
-			}
-		case m.Kind == protocol.KindNotification:
-			if _, err := p.serve(ctx, deadline, m); err != nil && unanswered == nil {
-				unanswered = err
-			}
-		case m.Kind == protocol.KindRequest:
-			res, rerr := p.serve(ctx, deadline, m)
-			if errors.Is(rerr, errAnswered) {
-				continue
-			}
-			if err := p.calls.Respond(m.ID, protocol.AsError(rerr), res); err != nil {
-				return nil, &protocol.Error{Code: protocol.CodeClosed, Msg: "worker call channel: " + err.Error()}
-			}
-		case m.Kind == protocol.KindResponse && m.ID == id:
-			if m.Error != nil {
-				return nil, m.Error
-			}
-			if unanswered != nil {
-				return nil, unanswered
-			}
-			return m.Body, nil
-		}
-	}
-}
-
-// serve answers a request the worker made in the middle of a call. It runs
-// on the goroutine waiting for the call, which is blocked until the worker
-// hears back anyway; the request ends with the call's context, its
-// deadline, or the worker.
-func (p *process) serve(ctx context.Context, deadline time.Time, m *protocol.Message) (any, error) {
-	h := p.handlers.Load()
-	if h == nil {
-		return nil, protocol.Errorf(protocol.CodeProtocol, "a spare worker has no interpreter")
-	}
-	handle := (*h)[m.Method]
-	if handle == nil {
-		return nil, protocol.Errorf(protocol.CodeProtocol, "unknown method %q", m.Method)
-	}
-	var cancel context.CancelFunc
-	if deadline.IsZero() {
-		ctx, cancel = context.WithCancel(ctx)
-	} else {
-		ctx, cancel = context.WithDeadline(ctx, deadline)
-	}
-	defer cancel()
-	stop := context.AfterFunc(p.life, cancel)
-	defer stop()
-	if !deadline.IsZero() {
-		ctx = context.WithValue(ctx, callDeadlineKey{}, deadline.Add(-requestGrace))
-	}
-	if m.Kind == protocol.KindRequest {
-		// A handler that waits may have its answer written by whoever ends
-		// the wait, and then returns errAnswered.
-		id := m.ID
-		ctx = context.WithValue(ctx, respondKey{}, func(result any) bool {
-			return p.calls.Respond(id, nil, result) == nil
-		})
-	}
-	return handle(ctx, m.Body)
 }
 
 // callDeadlineKey is the context key of the deadline of the call a request
