@@ -802,7 +802,7 @@ func TestLuaGettersRaceTimeouts(t *testing.T) {
 			time.Sleep(time.Duration(i%5) * 200 * time.Microsecond)
 		}
 	}
-	time.Sleep(50 * time.Millisecond)
+	// What the getters have not taken by the stop is drained below.
 	qPut(t, stop, true)
 	seen := make(map[int64]int)
 	for g := 0; g < getters; g++ {
