@@ -38,9 +38,10 @@ type Pool struct {
 	waiting  int           // worker goroutines waiting for a task
 	wake     chan struct{} // closed and replaced when pending or shutdown changes
 	shutdown bool
-	initFail int         // consecutive initializer failures, for the backoff
-	retryAt  time.Time   // no worker starts before this, after initializer failures
-	retry    *time.Timer // calls grow at retryAt; nil when none is due
+	initFail int            // consecutive initializer failures, for the backoff
+	retryAt  time.Time      // no worker starts before this, after initializer failures
+	retry    *time.Timer    // calls grow at retryAt; nil when none is due
+	onNode   map[string]int // workers started or starting per cluster node
 
 	ctx  context.Context // ends initializers when Shutdown cancels pending tasks
 	stop context.CancelFunc
@@ -50,6 +51,7 @@ type Pool struct {
 
 type poolWorker struct {
 	interp  *Interpreter
+	node    string // the cluster node it was placed on; "" elsewhere
 	started time.Time
 	tasks   int
 }
@@ -284,8 +286,14 @@ func (p *Pool) grow() {
 // the pool shuts down, the interpreter is recycled, or its process dies.
 func (p *Pool) run() {
 	defer p.all.Done()
-	w, initErr := p.startWorker()
+	p.mu.Lock()
+	node := p.spreadNode()
+	p.mu.Unlock()
+	w, initErr := p.startWorker(node)
 	if initErr != nil {
+		p.mu.Lock()
+		p.leftNode(node)
+		p.mu.Unlock()
 		p.initFailed(initErr)
 		return
 	}
@@ -320,6 +328,7 @@ func (p *Pool) run() {
 	_ = w.interp.Close()
 	p.mu.Lock()
 	p.workers--
+	p.leftNode(w.node)
 	p.initFail = 0
 	p.grow()
 	p.mu.Unlock()
@@ -362,12 +371,12 @@ func initBackoff(failures int) time.Duration {
 }
 
 // startWorker creates the worker's interpreter and runs the initializer.
-func (p *Pool) startWorker() (*poolWorker, error) {
-	interp, err := p.rt.Create()
+func (p *Pool) startWorker(node string) (*poolWorker, error) {
+	interp, err := p.createOn(node)
 	if err != nil {
 		return nil, err
 	}
-	w := &poolWorker{interp: interp, started: time.Now()}
+	w := &poolWorker{interp: interp, node: node, started: time.Now()}
 	if p.opts.Initializer != "" {
 		if _, err := interp.CallContext(p.ctx, p.opts.Initializer, p.opts.InitArgs...); err != nil {
 			_ = interp.Close()
