@@ -10,6 +10,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/nats-io/nats-server/v2/server"
+
+	_ "github.com/subinterp/subinterp/cluster/node/internal/pseidle" // no NATS sampling in workers
 )
 
 // readyWait bounds the embedded server's start.
