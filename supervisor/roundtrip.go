@@ -58,6 +58,7 @@ type callLoop struct {
 	// has moved.
 	mu      sync.Mutex
 	hostEnd context.Context // ends with the call: how long a host function may run
+	hostCtx context.Context // hostEnd as a host function gets it
 	inHost  bool            // a host function is running
 	hostID  uint32          // the request it serves
 	rescued bool            // the caller answered it and reads on
@@ -125,6 +126,9 @@ func (l *callLoop) moveReading(m *protocol.Message) ([]byte, error) {
 	}
 	defer context.AfterFunc(l.p.life, cancel)()
 	l.hostEnd = hostEnd
+	// Made once for every host call of the call: a host call costs no
+	// context of its own.
+	l.hostCtx = context.WithValue(hostEnd, hostReturnKey{}, l.hostReturned)
 
 	type result struct {
 		res []byte
@@ -172,8 +176,11 @@ func (l *callLoop) serveRequest(m *protocol.Message) (res any, err error, ok boo
 	}
 	l.inHost, l.hostID = true, m.ID
 	l.mu.Unlock()
-	ctx := context.WithValue(l.ctx, hostReturnKey{}, l.hostReturned)
-	res, err = l.p.serve(ctx, l.deadline, m)
+	if handle, herr := l.p.handler(m.Method); herr != nil {
+		res, err = nil, herr
+	} else {
+		res, err = handle(l.hostCtx, m.Body)
+	}
 	return res, err, l.hostReturned()
 }
 
@@ -196,13 +203,9 @@ type hostReturnKey struct{}
 // serve answers a request the worker made in the middle of a call; the
 // request ends with the call's context, its deadline, or the worker.
 func (p *process) serve(ctx context.Context, deadline time.Time, m *protocol.Message) (any, error) {
-	h := p.handlers.Load()
-	if h == nil {
-		return nil, protocol.Errorf(protocol.CodeProtocol, "a spare worker has no interpreter")
-	}
-	handle := (*h)[m.Method]
-	if handle == nil {
-		return nil, protocol.Errorf(protocol.CodeProtocol, "unknown method %q", m.Method)
+	handle, err := p.handler(m.Method)
+	if err != nil {
+		return nil, err
 	}
 	var cancel context.CancelFunc
 	if deadline.IsZero() {
@@ -225,6 +228,19 @@ func (p *process) serve(ctx context.Context, deadline time.Time, m *protocol.Mes
 		})
 	}
 	return handle(ctx, m.Body)
+}
+
+// handler is the handler of the worker's requests of method.
+func (p *process) handler(method string) (protocol.Handler, error) {
+	h := p.handlers.Load()
+	if h == nil {
+		return nil, protocol.Errorf(protocol.CodeProtocol, "a spare worker has no interpreter")
+	}
+	handle := (*h)[method]
+	if handle == nil {
+		return nil, protocol.Errorf(protocol.CodeProtocol, "unknown method %q", method)
+	}
+	return handle, nil
 }
 
 // channelClosed is a call channel's failure: the worker is gone.
