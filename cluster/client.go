@@ -3,9 +3,12 @@ package cluster
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"io/fs"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -134,7 +137,7 @@ func Connect(ctx context.Context, url string, cfg ClientConfig) (*Client, error)
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return nil, protocol.Errorf(protocol.CodeUnavailable, "cannot reach the cluster's NATS at %s: %v", url, err)
+		return nil, ConnectError(url, err)
 	}
 	c.nc = nc
 	c.id = nats.NewInbox()[len(nats.InboxPrefix):]
@@ -164,6 +167,22 @@ func Connect(ctx context.Context, url string, cfg ClientConfig) (*Client, error)
 	}
 	go c.watch()
 	return c, nil
+}
+
+// ConnectError types a failure to connect to NATS at url: NATS refusing
+// the credentials is CodePermissionDenied, a refusal rather than an outage
+// to retry; a credentials file that cannot be read or parsed is
+// CodeInvalidArgument; anything else is CodeUnavailable.
+func ConnectError(url string, err error) *protocol.Error {
+	switch {
+	case errors.Is(err, nats.ErrAuthorization), errors.Is(err, nats.ErrAuthExpired), errors.Is(err, nats.ErrAuthRevoked),
+		errors.Is(err, nats.ErrAccountAuthExpired), strings.Contains(strings.ToLower(err.Error()), "authorization violation"):
+		return protocol.Errorf(protocol.CodePermissionDenied, "the cluster's NATS at %s refused the credentials: %v", url, err)
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, fs.ErrPermission), errors.Is(err, nats.ErrNoUserCB),
+		strings.Contains(err.Error(), "nkeys: "):
+		return protocol.Errorf(protocol.CodeInvalidArgument, "the NATS credentials file cannot be used: %v", err)
+	}
+	return protocol.Errorf(protocol.CodeUnavailable, "cannot reach the cluster's NATS at %s: %v", url, err)
 }
 
 // Auth is the nats.go options for a token, a TLS configuration and a

@@ -90,7 +90,7 @@ func TestClusterRouted(t *testing.T) {
 	}
 	auth := []interpreters.Option{interpreters.WithToken("s3cret"), interpreters.WithTLS(clientTLS)}
 	_, err = interpreters.Dial(context.Background(), url, interpreters.WithCluster(name), interpreters.WithTLS(clientTLS))
-	wantErr(t, "Dial without the token", err, interpreters.ErrUnavailable)
+	wantErr(t, "Dial without the token", err, interpreters.ErrPermissionDenied)
 	rt := dialCluster(t, url, names, append(auth, interpreters.WithCluster(name))...)
 	checkSpansNodes(t, rt, url, name, names, auth...)
 }

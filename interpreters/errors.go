@@ -53,7 +53,8 @@ var (
 	// unknown.
 	ErrUnavailable error = &kindError{"interpreter daemon unavailable", ErrInterpreter}
 	// ErrPermissionDenied: the daemon refused the client: a Unix socket
-	// peer whose user it does not allow, or a wrong or missing token.
+	// peer whose user it does not allow, or a wrong or missing token; or a
+	// cluster's NATS refused the token or credentials file given.
 	ErrPermissionDenied error = &kindError{"permission denied by the interpreter daemon", ErrInterpreter}
 	// ErrNodeLost: the cluster node hosting the interpreter stopped
 	// answering and was declared lost; the interpreter is gone with it, so

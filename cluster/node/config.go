@@ -85,6 +85,11 @@ func (c Config) withDefaults() (Config, error) {
 // checkSecure refuses to listen or join on an address other machines can
 // reach without both TLS and credentials: anyone who reaches the subjects
 // can run code on every node.
+//
+// A listener's credentials are the token alone: it is what the embedded
+// server requires of whoever connects. A credentials file is only what the
+// node presents when it joins; the embedded server does not run in
+// operator mode, so it would let anyone in beside the node.
 func (c Config) checkSecure() error {
 	creds := c.Token != "" || c.CredsFile != ""
 	if c.Embed != "" {
@@ -92,7 +97,7 @@ func (c Config) checkSecure() error {
 		if err != nil {
 			return fmt.Errorf("embedded NATS address %q: %v", c.Embed, err)
 		}
-		if !loopback(host) && (c.ServerTLS == nil || !creds) {
+		if !loopback(host) && (c.ServerTLS == nil || c.Token == "") {
 			return fmt.Errorf("refusing to listen for NATS on %s, which is not a loopback address, without TLS and credentials: give --tls-cert, --tls-key and --token-file", c.Embed)
 		}
 	}
@@ -101,12 +106,12 @@ func (c Config) checkSecure() error {
 		if err != nil {
 			return fmt.Errorf("route address %q: %v", c.RouteListen, err)
 		}
-		if !loopback(host) && (c.ServerTLS == nil || !creds) {
+		if !loopback(host) && (c.ServerTLS == nil || c.Token == "") {
 			return fmt.Errorf("refusing to listen for NATS routes on %s, which is not a loopback address, without TLS and credentials: give --tls-cert, --tls-key and --token-file", c.RouteListen)
 		}
 	}
 	for _, r := range c.Routes {
-		if err := checkURL("route", r, c.ServerTLS != nil, creds); err != nil {
+		if err := checkURL("route", r, c.ServerTLS != nil, c.Token != ""); err != nil {
 			return err
 		}
 	}

@@ -94,7 +94,7 @@ func Join(cfg Config) (_ *Node, err error) {
 	n.nc, err = nats.Connect(url, opts...)
 	if err != nil {
 		n.shutdownServer()
-		return nil, fmt.Errorf("join NATS at %s: %v", n.where(), err)
+		return nil, fmt.Errorf("join NATS at %s: %w", n.where(), cluster.ConnectError(n.where(), err))
 	}
 	js, err := jetstream.New(n.nc)
 	if err != nil {
