@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/subinterp/subinterp/internal/baseline"
 	"github.com/subinterp/subinterp/internal/testcert"
 	"github.com/subinterp/subinterp/interpreters"
 )
@@ -23,7 +24,9 @@ import (
 // BenchmarkRemoteReport measures the same operations on a local runtime
 // and on runtimes dialled to a daemon (over its Unix socket, and over TCP
 // with TLS) in one run, interleaved round by round, and prints each
-// remote p50 as a multiple of the local one; then calls/s of 8 callers,
+// remote p50 as a multiple of the local one, beside the floor: a raw
+// round trip over one hop and over two, through a relay process, whose
+// ratio is what a second hop costs on this machine; then calls/s of 8 callers,
 // each with an interpreter of its own, locally and as 8 clients of one
 // daemon. Run it once:
 //
@@ -44,12 +47,7 @@ func BenchmarkRemoteReport(b *testing.B) {
 		{"Dial tcp+tls", d.dialTLS(b)},
 	}
 
-	type variant struct {
-		op, rt string
-		fn     func(i int) error
-		batch  func(n int) ([]time.Duration, error) // n latencies at once, instead of fn
-	}
-	var variants []variant
+	var variants []remoteVariant
 	for _, r := range runtimes {
 		it, err := r.rt.Create()
 		if err != nil {
@@ -62,14 +60,15 @@ func BenchmarkRemoteReport(b *testing.B) {
 		handoff, stop := startRelay(b, r.rt)
 		defer stop()
 		variants = append(variants,
-			variant{"Call", r.name, func(i int) error { _, err := it.Call("echo", i); return err }, nil},
-			variant{"Exec", r.name, func(int) error { return it.Exec("x = 1") }, nil},
-			variant{"PrepareMain", r.name, func(i int) error { return it.PrepareMain(map[string]any{"x": i}) }, nil},
-			variant{"queue hand-off via a Lua relay", r.name, handoff, nil},
-			variant{"host function round trip", r.name, nil, hostRoundTrips(b, r.rt, false)},
+			remoteVariant{"Call", r.name, func(i int) error { _, err := it.Call("echo", i); return err }, nil},
+			remoteVariant{"Exec", r.name, func(int) error { return it.Exec("x = 1") }, nil},
+			remoteVariant{"PrepareMain", r.name, func(i int) error { return it.PrepareMain(map[string]any{"x": i}) }, nil},
+			remoteVariant{"queue hand-off via a Lua relay", r.name, handoff, nil},
+			remoteVariant{"host function round trip", r.name, nil, hostRoundTrips(b, r.rt, false)},
 		)
 	}
-	key := func(v variant) string { return v.op + " / " + v.rt }
+	variants = append(variants, floorVariants(b)...)
+	key := func(v remoteVariant) string { return v.op + " / " + v.rt }
 	p50 := make(map[string][]time.Duration)
 	p99 := make(map[string][]time.Duration)
 	for range rounds {
@@ -96,21 +95,34 @@ func BenchmarkRemoteReport(b *testing.B) {
 	tput := remoteThroughput(b, local, d, rounds)
 
 	var out strings.Builder
-	fmt.Fprintf(&out, "\nsubinterp remote report: %d rounds of %d operations, median of per-round p50/p99\n\n", rounds, calls)
-	fmt.Fprintf(&out, "| %-45s | %10s | %10s | %14s |\n|---|---:|---:|---:|\n", "operation / runtime", "p50", "p99", "p50 ÷ local")
+	fmt.Fprintf(&out, "\nsubinterp remote report: %d rounds of %d operations, median of per-round p50/p99; each operation's rows as a multiple of its first (local, or one hop)\n\n", rounds, calls)
+	fmt.Fprintf(&out, "| %-61s | %10s | %10s | %14s |\n|---|---:|---:|---:|\n", "operation / runtime", "p50", "p99", "p50 ÷ 1st row")
 	sort.SliceStable(variants, func(i, j int) bool { return opOrder(variants[i].op) < opOrder(variants[j].op) })
+	base := map[string]string{} // each operation's first runtime, which the others are a multiple of
 	for _, v := range variants {
 		k := key(v)
-		ratio := float64(median(p50[k])) / float64(median(p50[v.op+" / local"]))
-		fmt.Fprintf(&out, "| %-45s | %10s | %10s | %14.2f |\n", k,
+		if base[v.op] == "" {
+			base[v.op] = k
+		}
+		ratio := float64(median(p50[k])) / float64(median(p50[base[v.op]]))
+		fmt.Fprintf(&out, "| %-61s | %10s | %10s | %14.2f |\n", k,
 			median(p50[k]).Round(100*time.Nanosecond), median(p99[k]).Round(100*time.Nanosecond), ratio)
 	}
 	fmt.Fprintf(&out, "\n| 8 callers, an interpreter each | calls/s | ÷ local |\n|---|---:|---:|\n")
 	for _, name := range []string{"local", "Dial unix, a client each", "Dial tcp+tls, a client each"} {
 		fmt.Fprintf(&out, "| %s | %.0f | %.2f |\n", name, tput[name], tput[name]/tput["local"])
 	}
-	fmt.Fprintf(&out, "\ntarget: Call through the daemon ≤ 2.00× local\n")
+	fmt.Fprintf(&out, "\ntarget: Call through the daemon ≤ 2.00× local; this machine's floor for two hops is %.2f× one (the floor rows)\n",
+		float64(median(p50[floorOp+" / "+floorTwoHops]))/float64(median(p50[floorOp+" / "+floorOneHop])))
 	fmt.Print(out.String())
+}
+
+// remoteVariant is one operation on one runtime, timed one at a time (fn) or n
+// at once (batch).
+type remoteVariant struct {
+	op, rt string
+	fn     func(i int) error
+	batch  func(n int) ([]time.Duration, error) // n latencies at once, instead of fn
 }
 
 // serveDaemon is `subinterp serve` in a process of its own, as users run
@@ -265,5 +277,50 @@ func BenchmarkRemoteCall(b *testing.B) {
 // opOrder is where an operation's rows go in the report: each operation's
 // runtimes together, in the order they were measured.
 func opOrder(op string) int {
-	return slices.Index([]string{"Call", "Exec", "PrepareMain", "queue hand-off via a Lua relay", "host function round trip"}, op)
+	return slices.Index([]string{floorOp, "Call", "Exec", "PrepareMain", "queue hand-off via a Lua relay", "host function round trip"}, op)
+}
+
+// The floor rows: a raw msgpack round trip to an echo process, and the
+// same through a relay process that forwards each frame on one goroutine,
+// as the daemon's call stream does. Their ratio is what two hops cost
+// against one on this machine, in this run, with nothing but the sockets
+// and the codec in the way: the yardstick for Dial ÷ local.
+const (
+	floorOp      = "floor: raw msgpack round trip"
+	floorOneHop  = "one hop"
+	floorTwoHops = "two hops, via a relay process"
+)
+
+// floorVariants starts the floor's echo and relay processes, stopped when
+// the benchmark ends, and gives a variant for each.
+func floorVariants(b *testing.B) []remoteVariant {
+	echo, err := baseline.StartRaw()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { echo.Close() })
+	relay, err := baseline.StartRawRelay(echo)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { relay.Close() })
+	var vs []remoteVariant
+	for _, r := range []struct {
+		name string
+		raw  *baseline.Raw
+	}{{floorOneHop, echo}, {floorTwoHops, relay}} {
+		c, err := r.raw.Conn()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { c.Close() })
+		vs = append(vs, remoteVariant{op: floorOp, rt: r.name, fn: func(i int) error {
+			got, err := c.Echo(int64(i))
+			if err == nil && got != int64(i) {
+				err = fmt.Errorf("echoed %d, want %d", got, i)
+			}
+			return err
+		}})
+	}
+	return vs
 }

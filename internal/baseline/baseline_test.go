@@ -83,6 +83,45 @@ func TestRaw(t *testing.T) {
 	assertNoChildren(t)
 }
 
+// A relay child answers as the echo child behind it does, for concurrent
+// callers each on a connection of its own, and a dead echo child fails
+// calls through the relay rather than hanging them.
+func TestRawRelay(t *testing.T) {
+	up, err := StartRaw()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	r, err := StartRawRelay(up)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for _, v := range echoValues {
+		if got, err := r.Echo(v); err != nil || got != v {
+			t.Fatalf("Echo(%d) through the relay = %d, %v", v, got, err)
+		}
+	}
+	callConcurrently(t, 8, 200, func(int) (func(int64) (int64, error), func()) {
+		c, err := r.Conn()
+		if err != nil {
+			t.Error(err)
+			return nil, nil
+		}
+		return c.Echo, func() { c.Close() }
+	})
+	if err := up.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Echo(1); err == nil {
+		t.Error("Echo through the relay succeeded after its echo child was killed")
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	assertNoChildren(t)
+}
+
 // A Raw child that dies on its own must make calls fail, not hang.
 func TestRawChildDeath(t *testing.T) {
 	r, err := StartRaw()

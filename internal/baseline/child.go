@@ -20,11 +20,15 @@ import (
 // Child roles. Each is both os.Args[1] of the child and the value of roleEnv.
 const (
 	rawRole    = "__subinterp_baseline_raw__"
+	relayRole  = "__subinterp_baseline_relay__"
 	pluginRole = "__subinterp_baseline_plugin__"
 )
 
 // roleEnv must equal os.Args[1] for a process to act as a child.
 const roleEnv = "SUBINTERP_BASELINE_ROLE"
+
+// upstreamEnv is the socket a relay child forwards to.
+const upstreamEnv = "SUBINTERP_BASELINE_UPSTREAM"
 
 // Descriptors a child inherits; exec.Cmd.ExtraFiles[i] becomes fd 3+i.
 const (
@@ -42,7 +46,10 @@ func init() {
 	// run the tests again, and they would spawn children of their own.
 	switch childRole() {
 	case rawRole:
-		os.Exit(serveRaw())
+		os.Exit(serveRaw(echoConn))
+	case relayRole:
+		up := os.Getenv(upstreamEnv)
+		os.Exit(serveRaw(func(c net.Conn) { relayConn(c, up) }))
 	case pluginRole:
 		os.Exit(servePlugin())
 	}
@@ -53,7 +60,7 @@ func childRole() string {
 		return ""
 	}
 	role := os.Args[1]
-	if role != rawRole && role != pluginRole {
+	if role != rawRole && role != relayRole && role != pluginRole {
 		return ""
 	}
 	if os.Getenv(roleEnv) != role {
@@ -72,7 +79,9 @@ func exitWithParent(fd uintptr) {
 	}()
 }
 
-func serveRaw() int {
+// serveRaw serves each connection to the inherited listener with serve,
+// on a goroutine of its own.
+func serveRaw(serve func(net.Conn)) int {
 	exitWithParent(rawLifelineFD)
 	f := os.NewFile(rawListenerFD, "listener")
 	ln, err := net.FileListener(f)
@@ -87,7 +96,33 @@ func serveRaw() int {
 			fmt.Fprintln(os.Stderr, "baseline raw child:", err)
 			return 1
 		}
-		go echoConn(c)
+		go serve(c)
+	}
+}
+
+// relayConn forwards each frame of c to the socket up, on a connection of
+// its own, and its answer back: one goroutine reads and writes both, as a
+// daemon's call stream does, so a round trip through it is the floor of
+// two hops.
+func relayConn(c net.Conn, up string) {
+	defer c.Close()
+	u, err := net.Dial("unix", up)
+	if err != nil {
+		return
+	}
+	defer u.Close()
+	var buf []byte
+	for {
+		for _, hop := range [2][2]net.Conn{{c, u}, {u, c}} {
+			body, err := protocol.ReadFrame(hop[0], buf)
+			if err != nil {
+				return
+			}
+			buf = body
+			if err := protocol.WriteFrame(hop[1], body); err != nil {
+				return
+			}
+		}
 	}
 }
 

@@ -55,6 +55,20 @@ type RawConn struct {
 // parent drops its own copy so that once the child is gone, dialing fails
 // rather than queueing forever.
 func StartRaw() (*Raw, error) {
+	return startRaw(rawRole)
+}
+
+// StartRawRelay starts a child that serves as Raw does, but relays each
+// frame to up, on a connection of its own per connection, and its answer
+// back: a round trip through it is the floor of two hops, client → relay
+// → echo, beside Raw's one.
+func StartRawRelay(up *Raw) (*Raw, error) {
+	return startRaw(relayRole, upstreamEnv+"="+up.path)
+}
+
+// startRaw starts a child serving role on a socket of its own, with env
+// added to its environment.
+func startRaw(role string, env ...string) (*Raw, error) {
 	exe, err := childCommandPath()
 	if err != nil {
 		return nil, err
@@ -89,8 +103,8 @@ func StartRaw() (*Raw, error) {
 	}
 	defer lifeR.Close()
 
-	cmd := exec.Command(exe, rawRole)
-	cmd.Env = childEnv(rawRole)
+	cmd := exec.Command(exe, role)
+	cmd.Env = append(childEnv(role), env...)
 	cmd.Stderr = os.Stderr
 	cmd.ExtraFiles = []*os.File{lnFile, lifeR}
 	setParentDeathSignal(cmd)
