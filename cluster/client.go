@@ -556,5 +556,8 @@ func (c *Client) Where(id int64) (node string, lost, ok bool) {
 	return at.node, c.lost[at.id] || c.nodes[at.node] == nil || c.nodes[at.node].st.Instance != at.id, true
 }
 
+// Queues reaches the cluster's queues over the client's connection.
+func (c *Client) Queues() (*Queues, error) { return NewQueues(c.nc, c.cfg.Cluster, 0) }
+
 // NodeLost is the error of a request to interpreter id on a lost node.
 func NodeLost(node string, id int64) *protocol.Error { return nodeLost(node, id) }

@@ -47,19 +47,28 @@
 // one-reply endpoints give none of these, and its discovery is polling,
 // where heartbeats are needed anyway for loss detection.
 //
-// Queues, for now, live on one node each: CreateQueue makes one on the
-// least-loaded node, its ID comes from the same cluster counter as
-// interpreters' (so no two nodes' queues share an ID), and every queue
-// operation of the client goes to that node, found as an interpreter is.
-// Cluster-wide queues will keep that routing for queues made before them
-// and add a second kind, told apart by the node that answers for the ID.
-// Their store is Queues (queue.go): a JetStream work-queue stream per
-// queue, one durable consumer shared by every getter (MaxAckPending 1 for
-// FIFO), DiscardNew and MaxMsgs for maxsize, items carrying their putter
-// and its node in headers. It is not yet reached by CreateQueue: the
-// client will use it directly, and a node on behalf of its interpreters
-// through the supervisor's queue operations, which will take a store the
-// node supplies as they now take NextID.
+// Queues are the cluster's: a node creates one (its ID comes from the
+// same cluster counter as interpreters', so it is cluster-unique) and
+// every queue lives in Queues (queue.go), a JetStream work-queue stream
+// per queue, one durable consumer shared by every getter (MaxAckPending 1
+// for FIFO), DiscardNew and MaxMsgs for maxsize, items carrying their
+// putter and its node in headers. A node's supervisor reaches it through
+// the supervisor.QueueStore the node plugs in (the supervisor knows no
+// NATS); a client reaches it directly over its own connection:
+//
+//	interpreter (Lua q:get())                  client (Queue.Get)
+//	 → worker → protocol → supervisor           → clusterBackend
+//	 → QueueStore of node N (node package)      → Queues.Receive
+//	 → Queues.Receive ── PULL C_q_ID/getters ──→ JetStream (replicas)
+//	   ← the item, once stored ───────────────── (a waiting pull is
+//	   ── ACK, confirmed; PUB C.q.ID.taken ───→   answered on store)
+//	   item put by an interpreter of node M:
+//	   ── REQ C.node.M.alive ──────────────────→ node M: does it live?
+//
+// A queue's stream is never deleted by the cluster: handles to it are
+// spread over clients and nodes that nothing counts, and deleting it
+// under one of them would lose its items. Remove it from JetStream to end
+// it.
 //
 // Who may do what: anyone who can publish on C.node.N.rpc can create
 // interpreters on N and run any code in any of N's interpreters with the

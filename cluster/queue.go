@@ -39,8 +39,11 @@ const (
 	// fullRecheck is how long a put on a full queue waits for a get's
 	// notice before it tries again anyway.
 	fullRecheck = time.Second
-	// unboundMeta is the stream metadata key of a queue's default mode.
+	// unboundMeta is the stream metadata key of a queue's default mode,
+	// maxsizeMeta that of its maxsize as given (a negative one is kept,
+	// as a local queue keeps it).
 	unboundMeta = "subinterp_unbound"
+	maxsizeMeta = "subinterp_maxsize"
 )
 
 // QueueItem is one item of a cluster-wide queue.
@@ -53,7 +56,7 @@ type QueueItem struct {
 
 // QueueConfig describes a cluster-wide queue.
 type QueueConfig struct {
-	MaxSize int // 0: unbounded
+	MaxSize int // <= 0: unbounded
 	Unbound protocol.UnboundMode
 }
 
@@ -64,7 +67,8 @@ type QueueConfig struct {
 // then the stream's MaxMsgs with DiscardNew (JetStream refuses the put
 // of a full queue itself), a queue's size is its stream's message count,
 // and deleting a queue deletes its stream; the price is one replicated
-// log per queue.
+// log per queue. The cluster never deletes one itself (see the package
+// doc).
 //
 // The consumer allows one item out at a time (MaxAckPending 1), so items
 // leave in order even across competing getters, and a getter waiting
@@ -85,6 +89,10 @@ type Queues struct {
 	js       jetstream.JetStream
 	subj     Subjects
 	replicas int
+
+	// The putters known gone, and how this process tells whether one of
+	// its own node's interpreters lives (see Receive).
+	putters putters
 }
 
 // NewQueues keeps the queues of cluster in the JetStream nc reaches, each
@@ -108,9 +116,6 @@ func (qs *Queues) taken(id int64) string { return qs.subject(id) + ".taken" }
 
 // Create makes queue id.
 func (qs *Queues) Create(ctx context.Context, id int64, c QueueConfig) error {
-	if c.MaxSize < 0 {
-		return protocol.Errorf(protocol.CodeInvalidArgument, "maxsize %d: want 0 or more", c.MaxSize)
-	}
 	if !c.Unbound.Valid() {
 		return protocol.Errorf(protocol.CodeInvalidArgument, "unbound mode %d", c.Unbound)
 	}
@@ -122,7 +127,7 @@ func (qs *Queues) Create(ctx context.Context, id int64, c QueueConfig) error {
 		Name: qs.stream(id), Subjects: []string{qs.subject(id)},
 		Retention: jetstream.WorkQueuePolicy, MaxMsgs: maxMsgs, Discard: jetstream.DiscardNew,
 		Storage: jetstream.FileStorage, Replicas: qs.replicas,
-		Metadata: map[string]string{unboundMeta: strconv.Itoa(int(c.Unbound))},
+		Metadata: map[string]string{unboundMeta: strconv.Itoa(int(c.Unbound)), maxsizeMeta: strconv.Itoa(c.MaxSize)},
 	})
 	if err != nil {
 		return unavailable("create queue %d", id, err)
@@ -151,24 +156,23 @@ func (qs *Queues) Delete(ctx context.Context, id int64) error {
 }
 
 // Info reports queue id's config and how many items it holds, counting
-// an item a getter has been handed but not yet acknowledged.
+// an item a getter has been handed but not yet acknowledged. While
+// JetStream has no leader for the queue, it asks again until ctx ends.
 func (qs *Queues) Info(ctx context.Context, id int64) (QueueConfig, int, error) {
-	st, err := qs.js.Stream(ctx, qs.stream(id))
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return QueueConfig{}, 0, notFound(id)
+	for {
+		tctx, cancel := context.WithTimeout(ctx, putTry)
+		st, err := qs.js.Stream(tctx, qs.stream(id))
+		cancel()
+		switch {
+		case err == nil:
+			info := st.CachedInfo()
+			return config(info), int(info.State.Msgs), nil
+		case errors.Is(err, jetstream.ErrStreamNotFound):
+			return QueueConfig{}, 0, notFound(id)
+		case errors.Is(err, nats.ErrConnectionClosed) || !pause(ctx):
+			return QueueConfig{}, 0, unavailable("queue %d", id, err)
+		}
 	}
-	if err != nil {
-		return QueueConfig{}, 0, unavailable("queue %d", id, err)
-	}
-	info := st.CachedInfo()
-	c := QueueConfig{Unbound: protocol.UnboundReplace}
-	if info.Config.MaxMsgs > 0 {
-		c.MaxSize = int(info.Config.MaxMsgs)
-	}
-	if m, err := strconv.Atoi(info.Config.Metadata[unboundMeta]); err == nil {
-		c.Unbound = protocol.UnboundMode(m)
-	}
-	return c, int(info.State.Msgs), nil
 }
 
 // Put stores it at the tail of queue id. A full queue fails with

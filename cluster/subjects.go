@@ -54,6 +54,11 @@ func (s Subjects) RPC(node string) string { return s.Cluster + ".node." + node +
 // Cancel is where node receives the cancellation of a request.
 func (s Subjects) Cancel(node string) string { return s.Cluster + ".node." + node + ".cancel" }
 
+// Alive is where node answers whether one of its interpreters lives (its
+// ID, in decimal; the answer "1" or "0"), for the unbound modes of the
+// items it put.
+func (s Subjects) Alive(node string) string { return s.Cluster + ".node." + node + ".alive" }
+
 // Heartbeat is where node publishes its Status every HeartbeatInterval.
 func (s Subjects) Heartbeat(node string) string { return s.Cluster + ".hb." + node }
 

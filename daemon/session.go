@@ -56,6 +56,9 @@ func (ss *Session) Close() { ss.c.release() }
 // Interpreters is how many interpreters the daemon has alive: its load.
 func (s *Server) Interpreters() int { return s.sup.Count() }
 
+// Exists reports whether interpreter id lives in this daemon.
+func (s *Server) Exists(id int64) bool { return s.sup.Exists(id) }
+
 // CloseInterpreters closes every interpreter of the daemon, running or
 // not, and goes on serving: what a cluster node cut off from its cluster
 // does, so that nothing the cluster counts as lost runs on. It returns

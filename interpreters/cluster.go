@@ -72,6 +72,7 @@ func isClusterAddr(addr string) bool {
 // remoteBackend per node whose requests travel by the cluster client.
 type clusterBackend struct {
 	c   *cluster.Client
+	qs  *cluster.Queues
 	out io.Writer
 
 	mu    sync.Mutex
@@ -104,6 +105,10 @@ func dialCluster(ctx context.Context, addr string, o options) (*clusterBackend, 
 		return nil, fromWire(err)
 	}
 	cb.c = c
+	if cb.qs, err = c.Queues(); err != nil {
+		c.Close()
+		return nil, fromWire(err)
+	}
 	return cb, nil
 }
 
@@ -205,11 +210,6 @@ func (cb *clusterBackend) at(ctx context.Context, id int64, method string) (*rem
 
 func (cb *clusterBackend) interp(id int64) (*remoteBackend, error) {
 	rb, _, err := cb.at(context.Background(), id, protocol.ControlExists)
-	return rb, err
-}
-
-func (cb *clusterBackend) queue(id int64) (*remoteBackend, error) {
-	rb, _, err := cb.at(context.Background(), id, protocol.ControlQueueInfo)
 	return rb, err
 }
 
@@ -389,80 +389,95 @@ func sortByCreation[T any](s []T, key func(T) (time.Time, int64)) {
 
 func (cb *clusterBackend) Close() error { return cb.c.Close() }
 
-// Queues live on one node each until queues span the cluster: a queue is
-// made on the least-loaded node and reaches the client and that node's
-// interpreters.
+// A cluster's queues are the cluster's (cluster.Queues, in JetStream):
+// a node makes one, so that its ID comes from the cluster's counter, and
+// the client reaches every queue directly in JetStream, not through a
+// node, so that no node's loss costs it an item it was being handed. A
+// queue lives on in JetStream until the cluster's streams are removed:
+// the handles to it are spread over processes the client cannot count.
+// clusterQueueWait bounds a queue request that has no context of its
+// own: long enough to outlast a JetStream failover.
+const clusterQueueWait = 30 * time.Second
+
 func (cb *clusterBackend) CreateQueue(maxsize int, mode protocol.UnboundMode) (int64, error) {
 	name, err := cb.place("", "")
 	if err != nil {
 		return 0, err
 	}
-	id, err := cb.node(name).CreateQueue(maxsize, mode)
-	if err != nil {
-		return 0, err
-	}
-	cb.c.Record(id, name)
-	return id, nil
+	return cb.node(name).CreateQueue(maxsize, mode)
 }
 
+// RetainQueue checks that queue id exists: nothing counts handles to
+// the cluster's queues.
 func (cb *clusterBackend) RetainQueue(id int64) error {
-	rb, err := cb.queue(id)
-	if err != nil {
-		return err
-	}
-	return rb.RetainQueue(id)
+	_, err := cb.Queue(id)
+	return err
 }
 
-func (cb *clusterBackend) ReleaseQueue(id int64) {
-	if rb, err := cb.queue(id); err == nil {
-		rb.ReleaseQueue(id)
-	}
-}
+func (cb *clusterBackend) ReleaseQueue(int64) {}
 
 func (cb *clusterBackend) Queue(id int64) (supervisor.QueueInfo, error) {
-	rb, err := cb.queue(id)
+	if id < 0 {
+		return supervisor.QueueInfo{}, protocol.Errorf(protocol.CodeInvalidArgument, "queue ID must be a non-negative int, got %d", id)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), clusterQueueWait)
+	defer cancel()
+	c, size, err := cb.qs.Info(ctx, id)
 	if err != nil {
 		return supervisor.QueueInfo{}, err
 	}
-	return rb.Queue(id)
+	return supervisor.QueueInfo{ID: id, MaxSize: c.MaxSize, Unbound: c.Unbound, Size: size}, nil
 }
 
+// QueuePut: a non-blocking put is one quick try even under an expired
+// context, as it is locally.
 func (cb *clusterBackend) QueuePut(ctx context.Context, p supervisor.PutRequest) error {
-	rb, err := cb.queue(p.Queue)
-	if err != nil {
-		return err
+	if p.Unbound != 0 && !p.Unbound.Valid() {
+		return protocol.Errorf(protocol.CodeInvalidArgument, "unsupported unbound mode %d", p.Unbound)
 	}
-	return rb.QueuePut(ctx, p)
+	if !p.Block {
+		ctx = context.Background()
+	}
+	err := cb.qs.Put(ctx, p.Queue, cluster.QueueItem{Data: p.Item, Unbound: p.Unbound}, p.Block)
+	return queueWaitEnded(ctx, err, p.Queue, protocol.CodeQueueFull)
 }
 
 func (cb *clusterBackend) QueueGet(ctx context.Context, g supervisor.GetRequest) (supervisor.QueueItem, error) {
-	rb, err := cb.queue(g.Queue)
-	if err != nil {
-		return supervisor.QueueItem{}, err
+	if !g.Block {
+		ctx = context.Background()
 	}
-	return rb.QueueGet(ctx, g)
+	data, unbound, err := cb.qs.Receive(ctx, g.Queue, g.Block)
+	if err != nil {
+		return supervisor.QueueItem{}, queueWaitEnded(ctx, err, g.Queue, protocol.CodeQueueEmpty)
+	}
+	return supervisor.QueueItem{Data: data, Unbound: unbound}, nil
 }
 
 func (cb *clusterBackend) DescribeQueues(ctx context.Context) ([]QueueInfo, error) {
-	out, err := everyNode(cb, func(_ string, rb *remoteBackend) ([]QueueInfo, error) { return rb.DescribeQueues(ctx) })
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out, err
+	sts, err := cb.qs.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]QueueInfo, len(sts))
+	for i, st := range sts {
+		out[i] = QueueInfo{ID: st.ID, MaxSize: st.Config.MaxSize, Size: st.Size, UnboundItems: UnboundMode(st.Config.Unbound), Pinned: st.Pins > 0, Waiting: st.Waiting}
+	}
+	return out, nil
 }
 
+// PinQueue marks queue id pinned for listings: a cluster's queue lives on
+// without a pin.
 func (cb *clusterBackend) PinQueue(id int64) error {
-	rb, err := cb.queue(id)
-	if err != nil {
-		return err
-	}
-	return rb.PinQueue(id)
+	ctx, cancel := context.WithTimeout(context.Background(), clusterQueueWait)
+	defer cancel()
+	return cb.qs.Pin(ctx, id)
 }
 
+// UnpinQueue drops a pin PinQueue made.
 func (cb *clusterBackend) UnpinQueue(id int64) error {
-	rb, err := cb.queue(id)
-	if err != nil {
-		return err
-	}
-	return rb.UnpinQueue(id)
+	ctx, cancel := context.WithTimeout(context.Background(), clusterQueueWait)
+	defer cancel()
+	return cb.qs.Unpin(ctx, id)
 }
 
 // errNoNode is Create's answer to WithNode on a runtime that is not a

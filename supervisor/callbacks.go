@@ -46,6 +46,13 @@ func (s *Supervisor) callbacks(from int64) map[string]protocol.Handler {
 			}
 			ctx, cancel := protocol.WithTimeout(ctx, p.TimeoutNs)
 			defer cancel()
+			if s.stored() {
+				item, err := s.storeGet(ctx, p.ID, p.Block, from)
+				if err != nil {
+					return nil, err
+				}
+				return &protocol.QueueGetResult{Unbound: item.Unbound, Value: item.Data}, nil
+			}
 			var answer func([]byte) bool
 			if respond, ok := ctx.Value(respondKey{}).(func(any) bool); ok {
 				answer = func(data []byte) bool { return respond(&protocol.QueueGetResult{Value: data}) }

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"io"
 	"os"
 	"time"
@@ -50,6 +51,11 @@ type Config struct {
 	// takes IDs from blocks the whole cluster shares out, so no two nodes
 	// give the same one. It must never return an ID twice.
 	NextID func(ctx context.Context) (int64, error)
+	// Queues, when set (with NextID), keeps every queue: those the host
+	// creates and those Lua code creates alike, each with an ID from
+	// NextID. A cluster node sets it so that its queues are the
+	// cluster's. Nil: the supervisor keeps its queues itself.
+	Queues QueueStore
 }
 
 // Limits bound what one interpreter may use. Zero fields mean no limit.
@@ -86,6 +92,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.KillGrace <= 0 {
 		c.KillGrace = DefaultKillGrace
+	}
+	if c.Queues != nil && c.NextID == nil {
+		return c, errors.New("supervisor: a queue store needs NextID")
 	}
 	if c.Stdout == nil {
 		c.Stdout = os.Stdout

@@ -28,6 +28,9 @@ func (s *Supervisor) createQueue(maxsize int, mode protocol.UnboundMode, by int6
 	if closed {
 		return 0, protocol.Errorf(protocol.CodeQueueNotFound, "the supervisor is closed")
 	}
+	if s.stored() {
+		return s.storeCreate(maxsize, mode, by)
+	}
 	var id int64
 	if s.cfg.NextID != nil {
 		// Queue and interpreter IDs come from the one source, so a
@@ -41,14 +44,28 @@ func (s *Supervisor) createQueue(maxsize int, mode protocol.UnboundMode, by int6
 }
 
 // RetainQueue counts one more host handle on queue id.
-func (s *Supervisor) RetainQueue(id int64) error { return s.qs.retain(id) }
+// A queue of a QueueStore is not counted: it lives on in the store.
+func (s *Supervisor) RetainQueue(id int64) error {
+	if s.stored() {
+		_, err := s.storeInfo(id)
+		return err
+	}
+	return s.qs.retain(id)
+}
 
 // ReleaseQueue drops one host handle on queue id; the queue is destroyed
 // when nothing else reaches it.
-func (s *Supervisor) ReleaseQueue(id int64) { s.qs.release(id) }
+func (s *Supervisor) ReleaseQueue(id int64) {
+	if !s.stored() {
+		s.qs.release(id)
+	}
+}
 
 // Queue describes queue id.
 func (s *Supervisor) Queue(id int64) (QueueInfo, error) {
+	if s.stored() {
+		return s.storeInfo(id)
+	}
 	q, err := s.qs.lookup(id)
 	if err != nil {
 		return QueueInfo{}, err
@@ -56,13 +73,18 @@ func (s *Supervisor) Queue(id int64) (QueueInfo, error) {
 	return q.info(), nil
 }
 
-// Queues describes every queue, by ID.
+// Queues describes every queue, by ID: none when a QueueStore keeps them.
 func (s *Supervisor) Queues() []QueueInfo { return s.qs.infos() }
 
 // QueuePut appends p's item to its queue. With p.Block it waits while the
 // queue is full until ctx ends, then fails with CodeQueueFull, as it does
 // at once without.
-func (s *Supervisor) QueuePut(ctx context.Context, p PutRequest) error { return s.qs.put(ctx, p) }
+func (s *Supervisor) QueuePut(ctx context.Context, p PutRequest) error {
+	if s.stored() {
+		return s.storePut(ctx, p)
+	}
+	return s.qs.put(ctx, p)
+}
 
 // QueueGet removes and returns the oldest item of g's queue. With g.Block
 // it waits while the queue is empty until ctx ends, then fails with
@@ -70,6 +92,9 @@ func (s *Supervisor) QueuePut(ctx context.Context, p PutRequest) error { return 
 // are retained once each for the host.
 func (s *Supervisor) QueueGet(ctx context.Context, g GetRequest) (QueueItem, error) {
 	g.by, g.answer = 0, nil
+	if s.stored() {
+		return s.storeGet(ctx, g.Queue, g.Block, 0)
+	}
 	return s.qs.get(ctx, g)
 }
 

@@ -25,6 +25,10 @@ type queueSet struct {
 	// before a put), so what it lets through is undone by that end: a hold
 	// released by releaseHolder, an item unbound by unbind.
 	lives func(id int64) bool
+
+	// stored, when the queues live in a QueueStore, is which of them each
+	// interpreter holds: the set itself keeps none.
+	stored map[int64]map[int64]struct{}
 }
 
 // add makes a queue with ID id (0: the set's next), held by interpreter by,
@@ -119,6 +123,17 @@ func (qs *queueSet) hold(by int64, ids ...int64) {
 	if !qs.lives(by) {
 		return
 	}
+	if qs.stored != nil {
+		held := qs.stored[by]
+		if held == nil {
+			held = make(map[int64]struct{})
+			qs.stored[by] = held
+		}
+		for _, id := range ids {
+			held[id] = struct{}{}
+		}
+		return
+	}
 	for _, id := range ids {
 		if q := qs.byID[id]; q != nil {
 			q.holders[by] = struct{}{}
@@ -131,6 +146,10 @@ func (qs *queueSet) hold(by int64, ids ...int64) {
 func (qs *queueSet) holds(by, id int64) bool {
 	qs.mu.Lock()
 	defer qs.mu.Unlock()
+	if qs.stored != nil {
+		_, ok := qs.stored[by][id]
+		return ok
+	}
 	q := qs.byID[id]
 	if q == nil {
 		return false
@@ -164,6 +183,7 @@ func (qs *queueSet) deliver(to int64, b []byte) {
 func (qs *queueSet) releaseHolder(by int64) {
 	qs.mu.Lock()
 	defer qs.mu.Unlock()
+	delete(qs.stored, by)
 	for _, q := range qs.byID {
 		if _, ok := q.holders[by]; ok {
 			delete(q.holders, by)

@@ -115,6 +115,9 @@ func New(cfg Config) (*Supervisor, error) {
 	}
 	s := &Supervisor{cfg: cfg, interps: make(map[int64]*interp)}
 	s.qs.lives = s.interpLives
+	if s.stored() {
+		s.qs.stored = make(map[int64]map[int64]struct{})
+	}
 	s.refillSpares()
 	return s, nil
 }

@@ -46,8 +46,8 @@ type Config struct {
 	// must be the node's own.
 	StoreDir string
 	// Replicas is how many copies JetStream keeps of the cluster's state
-	// (the ID counter): 1, or 3 in a cluster of three or more NATS
-	// servers. 0 means 1.
+	// (the ID counter) and of each queue made on this node: 1, or 3 in a
+	// cluster of three or more NATS servers. 0 means 1.
 	Replicas int
 	// Logger receives the node's logs and the embedded server's.
 	Logger hclog.Logger

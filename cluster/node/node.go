@@ -47,6 +47,8 @@ type Node struct {
 	ns   *server.Server // the embedded server, or nil
 	nc   *nats.Conn
 	ids  *ids
+	// store keeps the daemon's queues in JetStream, for the cluster.
+	store *queueStore
 
 	started time.Time
 
@@ -102,6 +104,12 @@ func Join(cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("JetStream: %v", err)
 	}
 	n.ids = &ids{js: js, bucket: n.subj.IDBucket(), replicas: cfg.Replicas}
+	qs, err := cluster.NewQueues(n.nc, cfg.Cluster, cfg.Replicas)
+	if err != nil {
+		n.Close()
+		return nil, fmt.Errorf("JetStream: %v", err)
+	}
+	n.store = &queueStore{qs: qs, node: cfg.Name}
 	return n, nil
 }
 
@@ -151,7 +159,11 @@ func (n *Node) Serve(ctx context.Context, d *daemon.Server) error {
 		}
 		return err
 	}
+	n.store.qs.SetLocal(n.cfg.Name, d.Exists)
 	if err := sub(n.subj.RPC(n.cfg.Name), func(m *nats.Msg) { n.serveRequest(ctx, d, m) }); err != nil {
+		return err
+	}
+	if err := sub(n.subj.Alive(n.cfg.Name), func(m *nats.Msg) { n.answerAlive(d, m) }); err != nil {
 		return err
 	}
 	if err := sub(n.subj.Cancel(n.cfg.Name), n.cancel); err != nil {

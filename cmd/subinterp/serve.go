@@ -113,6 +113,7 @@ in flight at once.`,
 				cfg.Logger = logger.With("node", n.Name())
 				cfg.Node = n.Name()
 				cfg.Supervisor.NextID = n.NextID
+				cfg.Supervisor.Queues = n.Queues()
 				defer n.Close()
 			}
 			err = serve(cmd.Context(), cfg, n, logger)

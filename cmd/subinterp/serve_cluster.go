@@ -38,7 +38,7 @@ func (c *clusterFlags) addFlags(f *pflag.FlagSet, g *clientFlags) {
 	f.StringVar(&c.routes, "nats-routes", "", "routes to every embedded NATS server of the cluster, this one's included: nats://HOST:PORT,... (with --nats-cluster)")
 	f.StringVar(&c.creds, "creds", "", "NATS credentials file (user JWT and nkey seed) the node presents when it joins")
 	f.StringVar(&c.store, "nats-store", "", "directory of the embedded NATS server's JetStream data (default: under $XDG_STATE_HOME or ~/.local/state)")
-	f.IntVar(&c.replicas, "nats-replicas", 1, "copies JetStream keeps of the cluster's state: 1, or 3 with three or more NATS servers")
+	f.IntVar(&c.replicas, "nats-replicas", 1, "copies JetStream keeps of the cluster's state and of every queue made on this node: 1, or 3 with three or more NATS servers")
 	f.StringVar(&g.tlsCA, "tls-ca", "", "PEM file of the CA that signed the NATS servers' certificates, for joining with --nats")
 }
 

@@ -1,0 +1,100 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/subinterp/subinterp/protocol"
+)
+
+// putters is what a Queues knows of the interpreters that put items.
+type putters struct {
+	mu     sync.Mutex
+	gone   map[int64]bool // putters known gone: IDs are never reused, so for good
+	self   string         // the node this process is, if it is one
+	exists func(id int64) bool
+}
+
+// SetLocal tells qs that this process is node self, where exists says
+// whether an interpreter lives: its own putters are asked about there,
+// not over NATS.
+func (qs *Queues) SetLocal(self string, exists func(id int64) bool) {
+	qs.putters.mu.Lock()
+	defer qs.putters.mu.Unlock()
+	qs.putters.self, qs.putters.exists = self, exists
+}
+
+// Receive takes the item at the head of queue id as Get does, with the
+// unbound modes applied: an item whose putter is gone is skipped
+// (UnboundRemove), refused with CodeItemDestroyed (UnboundError), or
+// given as unbound (UnboundReplace). A putter is gone when its node says
+// it has no such interpreter, or when its node does not answer: it is
+// lost, and an interpreter of a lost node is gone too (the node fences
+// itself). The modes are applied when an item is taken, so until then a
+// gone putter's UnboundRemove items still count in the queue's size.
+func (qs *Queues) Receive(ctx context.Context, id int64, block bool) (data []byte, unbound bool, err error) {
+	for {
+		it, err := qs.Get(ctx, id, block)
+		if err != nil {
+			return nil, false, err
+		}
+		if it.Putter == 0 || !qs.gone(ctx, it.PutterNode, it.Putter) {
+			return it.Data, false, nil
+		}
+		mode := it.Unbound
+		if mode == 0 {
+			c, _, err := qs.Info(context.WithoutCancel(ctx), id)
+			if err != nil {
+				return nil, false, err
+			}
+			mode = c.Unbound
+		}
+		switch mode {
+		case protocol.UnboundRemove:
+			continue
+		case protocol.UnboundError:
+			return nil, false, protocol.Errorf(protocol.CodeItemDestroyed, "item's interpreter %d was destroyed", it.Putter)
+		}
+		return nil, true, nil
+	}
+}
+
+// gone reports whether interpreter id of node has ended.
+func (qs *Queues) gone(ctx context.Context, node string, id int64) bool {
+	p := &qs.putters
+	p.mu.Lock()
+	known, local, exists := p.gone[id], node == p.self && p.exists != nil, p.exists
+	p.mu.Unlock()
+	if known {
+		return true
+	}
+	var gone bool
+	if local {
+		gone = !exists(id)
+	} else {
+		// A node's answer takes a round trip; one that cannot answer
+		// within LostAfter counts as lost, as clients count it.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), LostAfter)
+		r, err := qs.nc.RequestWithContext(actx, qs.subj.Alive(node), []byte(strconv.FormatInt(id, 10)))
+		cancel()
+		switch {
+		case err == nil:
+			gone = string(r.Data) != "1"
+		case errors.Is(err, nats.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
+			gone = true
+		}
+	}
+	if gone {
+		p.mu.Lock()
+		if p.gone == nil {
+			p.gone = make(map[int64]bool)
+		}
+		p.gone[id] = true
+		p.mu.Unlock()
+	}
+	return gone
+}
