@@ -219,15 +219,18 @@ func contractHostFunctionDeadline(t *testing.T, open func(...interpreters.Option
 }
 
 // A worker killed while its call, which has no deadline, waits in a host
-// function ends the function's context, and the call ends with the
-// worker's exit.
+// function that ignores its context ends the call at once with the
+// worker's exit, and the function's context; the function returns later,
+// to no one.
 func contractHostFunctionWorkerDeath(t *testing.T, open func(...interpreters.Option) *interpreters.Runtime) {
-	entered, ended := make(chan struct{}, 1), make(chan error, 1)
+	entered, release, ended := make(chan struct{}, 1), make(chan struct{}), make(chan error, 1)
+	returned := make(chan struct{})
 	rt := open(interpreters.WithFunc("block", func(ctx context.Context, _ ...any) (any, error) {
+		context.AfterFunc(ctx, func() { ended <- ctx.Err() })
 		entered <- struct{}{}
-		<-ctx.Done()
-		ended <- ctx.Err()
-		return nil, ctx.Err()
+		<-release // ignores its context
+		close(returned)
+		return "late", nil
 	}))
 	it := create(t, rt)
 	p := pid(t, it)
@@ -251,6 +254,13 @@ func contractHostFunctionWorkerDeath(t *testing.T, open func(...interpreters.Opt
 	case <-time.After(bounded):
 		t.Fatal("the host function's ctx did not end with its worker")
 	}
+	close(release)
+	select {
+	case <-returned:
+	case <-time.After(bounded):
+		t.Fatal("the host function never returned")
+	}
+	wantEqual(t, "another interpreter after it", mustCall(t, create(t, rt), `function() return 1 end`), int64(1))
 }
 
 func contractHostFunctionsConcurrent(t *testing.T, open func(...interpreters.Option) *interpreters.Runtime) {

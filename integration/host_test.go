@@ -2,8 +2,6 @@ package integration
 
 import (
 	"context"
-	"errors"
-	"syscall"
 	"testing"
 	"time"
 
@@ -58,55 +56,6 @@ func TestHostFuncClientGone(t *testing.T) {
 	ef := execFailed(t, "a function of a client that is gone", same.Exec(`require("host").here()`))
 	wantEqual(t, "its type", ef.Type, "HostError")
 	wantEqual(t, "the interpreter after it", mustCall(t, same, `function() return 3 end`), int64(3))
-}
-
-// TestHostFuncIgnoringContextWorkerDeath: a worker killed while its call,
-// which has no deadline, waits in a host function that ignores its context
-// ends the call at once with the worker's exit, in the host's own runtime
-// and over Dial; the function returns later, to no one.
-func TestHostFuncIgnoringContextWorkerDeath(t *testing.T) {
-	t.Parallel()
-	open := map[string]func(t *testing.T, opts ...interpreters.Option) *interpreters.Runtime{
-		"local": newRuntime,
-		"dial": func(t *testing.T, opts ...interpreters.Option) *interpreters.Runtime {
-			return startDaemon(t, daemon.Config{}).dial(t, opts...)
-		},
-	}
-	for name, open := range open {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			entered, release, returned := make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
-			rt := open(t, interpreters.WithFunc("block", func(context.Context, ...any) (any, error) {
-				entered <- struct{}{}
-				<-release
-				close(returned)
-				return "late", nil
-			}))
-			it := create(t, rt)
-			p := pid(t, it)
-			call := start(func() (any, error) { return it.Call(`function() return require("host").block() end`) })
-			select {
-			case <-entered:
-			case <-time.After(bounded):
-				t.Fatal("the host function was not called")
-			}
-			if err := syscall.Kill(p, syscall.SIGKILL); err != nil {
-				t.Fatal(err)
-			}
-			_, err := call.wait(t)
-			var wee *interpreters.WorkerExitError
-			if !errors.As(err, &wee) {
-				t.Fatalf("the call under the kill: %v (%T), want *WorkerExitError", err, err)
-			}
-			close(release)
-			select {
-			case <-returned:
-			case <-time.After(bounded):
-				t.Fatal("the host function never returned")
-			}
-			wantEqual(t, "another interpreter after it", mustCall(t, create(t, rt), `function() return 1 end`), int64(1))
-		})
-	}
 }
 
 // TestHostOptionsInvalid: a bad name given to New surfaces at Create, one

@@ -2,8 +2,6 @@ package interpreters
 
 import (
 	"context"
-	"errors"
-	"sync"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -16,15 +14,10 @@ import (
 // make meanwhile, under ctx. A *protocol.Error is the daemon's answer; any
 // other error is the stream's.
 //
-// A host function is the client's code and may ignore its context, so it
-// never runs on the caller's goroutine: at the call's first host call the
-// reading moves to a goroutine of its own, which runs that function and
-// every later one inline, and the caller waits for it or for the end of
-// the call (ctx, the call's deadline, or the daemon cancelling: the worker
-// died), whichever comes first. If the call ends while a function runs,
-// the caller answers the daemon in its place and reads on; what the
-// function returns late is dropped. A call making many host calls so pays
-// for one hand-off, not one each.
+// A host function is the client's code and may ignore its context, so at
+// the call's first host call the reading moves off the caller's goroutine
+// (protocol.CallMove); the call ends with ctx, its deadline, or the daemon
+// cancelling it (the worker died).
 func (r *remoteBackend) readAnswer(ctx context.Context, st *callStream, id uint32) ([]byte, error) {
 	l := &streamCall{r: r, st: st, ctx: ctx, id: id}
 	defer l.end()
@@ -33,18 +26,11 @@ func (r *remoteBackend) readAnswer(ctx context.Context, st *callStream, id uint3
 
 // streamCall is the reading of one call's stream until its response.
 type streamCall struct {
-	r   *remoteBackend
-	st  *callStream
-	ctx context.Context
-	id  uint32
-
-	// Set when the reading moves, before the reading goroutine starts.
-	hostEnd context.Context // ends with the call
-
-	mu      sync.Mutex
-	inHost  bool   // a host function is running
-	hostID  uint32 // the host call it serves
-	rescued bool   // the caller answered it and reads on
+	r    *remoteBackend
+	st   *callStream
+	ctx  context.Context
+	id   uint32
+	move *protocol.CallMove // set once the reading has moved
 }
 
 // read reads until the call's response, serving first, when it is set.
@@ -61,12 +47,12 @@ func (l *streamCall) read(first *protocol.Message) ([]byte, error) {
 		switch {
 		case m.Kind == protocol.KindNotification && m.Method == protocol.NotifyOutput:
 			l.r.output(m.Body)
-		case m.Kind == protocol.KindRequest && m.Method == protocol.MethodHostCall && l.hostEnd == nil:
+		case m.Kind == protocol.KindRequest && m.Method == protocol.MethodHostCall && l.move == nil:
 			return l.moveReading(m)
 		case m.Kind == protocol.KindRequest:
 			res, rerr, ok := l.serve(m)
 			if !ok {
-				return nil, errRescued
+				return nil, protocol.ErrMoved // the caller reads on
 			}
 			if err := l.st.cc.Respond(m.ID, protocol.AsError(rerr), res); err != nil {
 				return nil, err
@@ -80,60 +66,27 @@ func (l *streamCall) read(first *protocol.Message) ([]byte, error) {
 	}
 }
 
-// errRescued ends a reading goroutine whose host function outlived its
-// call: the caller answered the daemon and read on.
-var errRescued = errors.New("interpreters: the call ended under a host function")
-
 // moveReading serves host call m, and the rest of the call, on a goroutine
-// of its own, and waits for it or for the end of the call.
+// of its own.
 func (l *streamCall) moveReading(m *protocol.Message) ([]byte, error) {
 	var p protocol.HostCallParams
 	_ = msgpack.Unmarshal(m.Body, &p) // a bad one is refused when served
-	hostEnd, cancel := context.WithCancel(l.ctx)
+	end, cancel := context.WithCancel(l.ctx)
 	defer cancel()
 	if p.TimeoutNs > 0 {
 		// Every host call of a call has the call's deadline.
 		var cancelDeadline context.CancelFunc
-		hostEnd, cancelDeadline = context.WithDeadline(hostEnd, time.Now().Add(time.Duration(p.TimeoutNs)))
+		end, cancelDeadline = context.WithDeadline(end, time.Now().Add(time.Duration(p.TimeoutNs)))
 		defer cancelDeadline()
 	}
-	l.hostEnd = hostEnd
+	l.move = protocol.NewCallMove(end)
 	l.st.hostMu.Lock()
 	l.st.hostStop, l.st.hostFrom = cancel, m.ID
 	if l.st.cancelTo >= m.ID {
 		cancel() // the daemon cancelled before this was read
 	}
 	l.st.hostMu.Unlock()
-
-	type result struct {
-		res []byte
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		res, err := l.read(m)
-		done <- result{res, err}
-	}()
-	select {
-	case r := <-done:
-		return r.res, r.err
-	case <-hostEnd.Done():
-	}
-	l.mu.Lock()
-	rescue := l.inHost
-	l.rescued = rescue
-	hostID := l.hostID
-	l.mu.Unlock()
-	if !rescue {
-		// The reading goroutine is reading; it runs no more host
-		// functions.
-		r := <-done
-		return r.res, r.err
-	}
-	if err := l.st.cc.Respond(hostID, protocol.AsError(hostEnd.Err()), nil); err != nil {
-		return nil, err
-	}
-	return l.read(nil)
+	return l.move.Run(l.st.cc, func() ([]byte, error) { return l.read(m) }, func() ([]byte, error) { return l.read(nil) })
 }
 
 // serve serves request m; ok is false when the call ended while its host
@@ -142,22 +95,16 @@ func (l *streamCall) serve(m *protocol.Message) (res any, err error, ok bool) {
 	if m.Method != protocol.MethodHostCall {
 		return nil, protocol.Errorf(protocol.CodeProtocol, "protocol: %q is not served on a call stream", m.Method), true
 	}
-	l.mu.Lock()
-	if err := l.hostEnd.Err(); err != nil {
-		l.mu.Unlock()
-		return nil, protocol.AsError(err), true // not started at all
+	if err := l.move.Begin(m.ID); err != nil {
+		return nil, err, true // the call has ended: the function is not started
 	}
-	l.inHost, l.hostID = true, m.ID
-	l.mu.Unlock()
-	res, err = protocol.Handle(l.r.host.serve)(l.hostEnd, m.Body)
-	if err != nil && l.hostEnd.Err() != nil {
+	end := l.move.End()
+	res, err = protocol.Handle(l.r.host.serve)(end, m.Body)
+	if err != nil && end.Err() != nil {
 		// It gave up because its call ended: the call's end is the answer.
-		err = protocol.AsError(l.hostEnd.Err())
+		err = protocol.AsError(end.Err())
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.inHost = false
-	return res, err, !l.rescued
+	return res, err, l.move.Returned()
 }
 
 // end forgets the call's host functions on the stream.

@@ -3,7 +3,6 @@ package supervisor
 import (
 	"context"
 	"errors"
-	"sync"
 	"time"
 
 	"github.com/subinterp/subinterp/protocol"
@@ -22,15 +21,10 @@ import (
 // torn down, and if it does anyway, the call fails with its error.
 //
 // Requests are served on the goroutine reading the channel, which is
-// blocked until the worker hears back anyway. A host function, though, is
-// the host's code and may ignore its context; run on the caller's
-// goroutine, it could keep the call from returning when the call ends. So
-// at the call's first host function the reading moves to a goroutine of
-// its own, which runs that function and every later one inline, and the
-// caller waits for it or for the end of the call, whichever comes first;
-// a call making many host calls pays for one hand-off, not one each. If
-// the call ends while a host function runs, the caller answers the worker
-// in its place and reads on; the function's late result is dropped.
+// blocked until the worker hears back anyway; but a host function, which
+// may ignore its context, never runs on the caller's goroutine unless the
+// functions are prompt (Hosting.Prompt): at the call's first, the reading
+// moves to a goroutine of its own (protocol.CallMove).
 func (p *process) roundTrip(ctx context.Context, deadline time.Time, id uint32, method string, params any, out func([]byte)) ([]byte, error) {
 	if err := p.calls.Request(id, method, params); err != nil {
 		if pe, ok := err.(*protocol.Error); ok {
@@ -50,18 +44,13 @@ type callLoop struct {
 	id       uint32
 	out      func([]byte)
 	// handOff says a host function must not run on the caller's
-	// goroutine (see roundTrip); false once the reading has moved.
+	// goroutine (see roundTrip).
 	handOff    bool
 	unanswered error // the first failed notification
 
-	// The reading goroutine and the caller share these once the reading
-	// has moved.
-	mu      sync.Mutex
-	hostEnd context.Context // ends with the call: how long a host function may run
-	hostCtx context.Context // hostEnd as a host function gets it
-	inHost  bool            // a host function is running
-	hostID  uint32          // the request it serves
-	rescued bool            // the caller answered it and reads on
+	// Set once the reading has moved, before the reading goroutine starts.
+	move    *protocol.CallMove
+	hostCtx context.Context // the move's end, as a host function gets it
 }
 
 // read reads until the call's response, serving first, when it is set.
@@ -84,13 +73,12 @@ func (l *callLoop) read(first *protocol.Message) ([]byte, error) {
 			if _, err := l.p.serve(l.ctx, l.deadline, m); err != nil && l.unanswered == nil {
 				l.unanswered = err
 			}
-		case m.Kind == protocol.KindRequest && m.Method == protocol.MethodHostCall && l.handOff:
-			l.handOff = false
+		case m.Kind == protocol.KindRequest && m.Method == protocol.MethodHostCall && l.handOff && l.move == nil:
 			return l.moveReading(m)
 		case m.Kind == protocol.KindRequest:
 			res, rerr, ok := l.serveRequest(m)
 			if !ok {
-				return nil, errRescued // the caller reads on; this goroutine is done
+				return nil, protocol.ErrMoved // the caller reads on
 			}
 			if errors.Is(rerr, errAnswered) {
 				continue
@@ -110,94 +98,52 @@ func (l *callLoop) read(first *protocol.Message) ([]byte, error) {
 	}
 }
 
-// errRescued ends a reading goroutine whose host function outlived its
-// call: the caller answered the worker and read on.
-var errRescued = errors.New("supervisor: the call ended under a host function")
-
 // moveReading serves host call m, and the rest of the call, on a goroutine
-// of its own, and waits for it or for the end of the call.
+// of its own (protocol.CallMove). Host functions may run until the call's
+// deadline, its cancellation, or the worker's death.
 func (l *callLoop) moveReading(m *protocol.Message) ([]byte, error) {
-	hostEnd, cancel := context.WithCancel(l.ctx)
+	end, cancel := context.WithCancel(l.ctx)
 	defer cancel()
 	if !l.deadline.IsZero() {
 		var cancelDeadline context.CancelFunc
-		hostEnd, cancelDeadline = context.WithDeadline(hostEnd, l.deadline.Add(-requestGrace))
+		end, cancelDeadline = context.WithDeadline(end, l.deadline.Add(-requestGrace))
 		defer cancelDeadline()
 	}
 	defer context.AfterFunc(l.p.life, cancel)()
-	l.hostEnd = hostEnd
+	l.move = protocol.NewCallMove(end)
 	// Made once for every host call of the call: a host call costs no
 	// context of its own.
-	l.hostCtx = context.WithValue(hostEnd, hostReturnKey{}, l.hostReturned)
-
-	type result struct {
-		res []byte
-		err error
+	l.hostCtx = context.WithValue(end, hostReturnKey{}, l.move.Returned)
+	res, err := l.move.Run(l.p.calls, func() ([]byte, error) { return l.read(m) }, func() ([]byte, error) { return l.read(nil) })
+	if err != nil {
+		if _, ok := err.(*protocol.Error); !ok {
+			err = channelClosed(err)
+		}
 	}
-	done := make(chan result, 1)
-	go func() {
-		res, err := l.read(m)
-		done <- result{res, err}
-	}()
-	select {
-	case r := <-done:
-		return r.res, r.err
-	case <-hostEnd.Done():
-	}
-	l.mu.Lock()
-	rescue := l.inHost
-	l.rescued = rescue
-	hostID := l.hostID
-	l.mu.Unlock()
-	if !rescue {
-		// The reading goroutine is reading, or serving a request that
-		// ends with the call; it runs no more host functions.
-		r := <-done
-		return r.res, r.err
-	}
-	if err := l.p.calls.Respond(hostID, protocol.AsError(hostEnd.Err()), nil); err != nil {
-		return nil, channelClosed(err)
-	}
-	return l.read(nil)
+	return res, err
 }
 
 // serveRequest serves request m; ok is false when the call ended while it
 // ran a host function, and the caller has answered for it.
 func (l *callLoop) serveRequest(m *protocol.Message) (res any, err error, ok bool) {
-	if m.Method != protocol.MethodHostCall || l.hostEnd == nil {
+	if m.Method != protocol.MethodHostCall || l.move == nil {
 		res, err = l.p.serve(l.ctx, l.deadline, m)
 		return res, err, true
 	}
-	l.mu.Lock()
-	if err := l.hostEnd.Err(); err != nil {
-		// The call has ended: the function is not started at all.
-		l.mu.Unlock()
-		return nil, protocol.AsError(err), true
+	if err := l.move.Begin(m.ID); err != nil {
+		return nil, err, true // the call has ended: the function is not started
 	}
-	l.inHost, l.hostID = true, m.ID
-	l.mu.Unlock()
 	if handle, herr := l.p.handler(m.Method); herr != nil {
 		res, err = nil, herr
 	} else {
 		res, err = handle(l.hostCtx, m.Body)
 	}
-	return res, err, l.hostReturned()
-}
-
-// hostReturned records that the running host function returned, and
-// reports whether its result is still wanted: false when the call ended
-// first and the caller answered in its place. It may be called more than
-// once.
-func (l *callLoop) hostReturned() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.inHost = false
-	return !l.rescued
+	return res, err, l.move.Returned()
 }
 
 // hostReturnKey is the context key of the function a host call's handler
-// calls when the host function returns (callLoop.hostReturned); a false
-// answer means the result is dropped.
+// calls when the host function returns (protocol.CallMove.Returned); a
+// false answer means the result is dropped.
 type hostReturnKey struct{}
 
 // serve answers a request the worker made in the middle of a call; the
