@@ -46,7 +46,7 @@ func (c *conn) handlers(notify notifier) map[string]protocol.Handler {
 			ctx, cancel := protocol.WithTimeout(ctx, p.TimeoutNs)
 			defer cancel()
 			start := time.Now()
-			err := sup.ExecNamed(supervisor.WithOutput(ctx, output{notify, p.ID}), p.ID, p.Name, p.Source)
+			err := sup.Exec(supervisor.WithOutput(ctx, output{notify, p.ID}), p.ID, p.Name, p.Source)
 			s.m.observe(protocol.ControlExec, err, time.Since(start))
 			return nil, err
 		}),

@@ -232,20 +232,12 @@ func (cb *clusterBackend) Create(ctx context.Context, opts supervisor.CreateOpti
 	return cb.create(ctx, opts, "", "")
 }
 
-func (cb *clusterBackend) Exec(ctx context.Context, id int64, src string) error {
+func (cb *clusterBackend) Exec(ctx context.Context, id int64, name, src string) error {
 	rb, err := cb.interp(id)
 	if err != nil {
 		return err
 	}
-	return rb.Exec(ctx, id, src)
-}
-
-func (cb *clusterBackend) ExecNamed(ctx context.Context, id int64, name, src string) error {
-	rb, err := cb.interp(id)
-	if err != nil {
-		return err
-	}
-	return rb.ExecNamed(ctx, id, name, src)
+	return rb.Exec(ctx, id, name, src)
 }
 
 func (cb *clusterBackend) Call(ctx context.Context, id int64, fn string, args []byte) ([]byte, error) {

@@ -206,5 +206,5 @@ func (i *Interpreter) ExecNamed(ctx context.Context, name, src string) error {
 	if err != nil {
 		return err
 	}
-	return i.result(b.ExecNamed(ctx, i.id, name, src))
+	return i.result(b.Exec(ctx, i.id, name, src))
 }

@@ -115,17 +115,7 @@ func (i *Interpreter) Exec(src string) error {
 // ExecContext is Exec with a context: cancelling it interrupts the running
 // Lua code, and the error then matches ctx.Err().
 func (i *Interpreter) ExecContext(ctx context.Context, src string) error {
-	if i.id == 0 {
-		return i.unrecognized("exec code for")
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	b, err := i.rt.backend()
-	if err != nil {
-		return err
-	}
-	return i.result(b.Exec(ctx, i.id, src))
+	return i.ExecNamed(ctx, "", src)
 }
 
 // Call calls fn in the interpreter with args and returns its result. fn is

@@ -396,11 +396,7 @@ func (r *remoteBackend) Create(ctx context.Context, opts supervisor.CreateOption
 	return id, nil
 }
 
-func (r *remoteBackend) Exec(ctx context.Context, id int64, src string) error {
-	return r.ExecNamed(ctx, id, "", src)
-}
-
-func (r *remoteBackend) ExecNamed(ctx context.Context, id int64, name, src string) error {
+func (r *remoteBackend) Exec(ctx context.Context, id int64, name, src string) error {
 	return r.doStream(ctx, protocol.ControlExec, &protocol.ControlExecParams{ID: id, Source: src, TimeoutNs: timeoutNs(ctx), Name: name}, nil)
 }
 

@@ -15,8 +15,7 @@ import (
 // returns an error.
 type backend interface {
 	Create(ctx context.Context, opts supervisor.CreateOptions) (int64, error)
-	Exec(ctx context.Context, id int64, src string) error
-	ExecNamed(ctx context.Context, id int64, name, src string) error
+	Exec(ctx context.Context, id int64, name, src string) error
 	Call(ctx context.Context, id int64, fn string, args []byte) ([]byte, error)
 	PrepareMain(ctx context.Context, id int64, names []byte) error
 	CloseInterpreter(id int64) error

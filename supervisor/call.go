@@ -12,13 +12,8 @@ import (
 	"github.com/subinterp/subinterp/protocol"
 )
 
-// Exec runs src in id's globals.
-func (s *Supervisor) Exec(ctx context.Context, id int64, src string) error {
-	return s.ExecNamed(ctx, id, "", src)
-}
-
-// ExecNamed is Exec with name as the chunk's name ("" for "<string>").
-func (s *Supervisor) ExecNamed(ctx context.Context, id int64, name, src string) error {
+// Exec runs src in id's globals, as the chunk name ("" for "<string>").
+func (s *Supervisor) Exec(ctx context.Context, id int64, name, src string) error {
 	_, err := s.call(ctx, id, protocol.MethodExec, func(timeout int64) any {
 		return &protocol.ExecParams{Source: src, TimeoutNs: timeout, Name: name}
 	})

@@ -97,7 +97,7 @@ func (s *Supervisor) callbacks(from int64) map[string]protocol.Handler {
 			if err := restricted(p.ID, "exec code for"); err != nil {
 				return nil, err
 			}
-			return nil, s.Exec(ctx, p.ID, p.Source)
+			return nil, s.Exec(ctx, p.ID, "", p.Source)
 		}),
 		protocol.MethodInterpCall: protocol.Handle(func(ctx context.Context, p *protocol.InterpCallParams) (any, error) {
 			if err := restricted(p.ID, "make a call in"); err != nil {
