@@ -1,9 +1,7 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -60,27 +58,20 @@ array.`,
 					Node: in.Node,
 				}
 			}
-			out := cmd.OutOrStdout()
-			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(entries)
-			}
-			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			// A cluster's listing says where each interpreter lives.
 			cluster := isCluster(g.socket)
+			header := "ID\tWHENCE\tPID\tSTATE\tUPTIME\tCALLS\tRSS\tCPU"
 			if cluster {
-				fmt.Fprint(tw, "NODE\t")
+				header = "NODE\t" + header
 			}
-			fmt.Fprintln(tw, "ID\tWHENCE\tPID\tSTATE\tUPTIME\tCALLS\tRSS\tCPU")
-			for _, e := range entries {
-				if cluster {
-					fmt.Fprintf(tw, "%s\t", e.Node)
-				}
-				fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%d\t%s\t%s\n", e.ID, e.Whence, e.Pid, e.State,
+			return printListing(cmd.OutOrStdout(), asJSON, entries, header, func(e lsEntry) string {
+				line := fmt.Sprintf("%d\t%s\t%d\t%s\t%s\t%d\t%s\t%s", e.ID, e.Whence, e.Pid, e.State,
 					now.Sub(e.Created).Round(time.Second), e.Calls, humanBytes(e.RSSBytes), time.Duration(e.CPUSecs*float64(time.Second)).Round(time.Millisecond))
-			}
-			return tw.Flush()
+				if cluster {
+					line = e.Node + "\t" + line
+				}
+				return line
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array instead of a table")

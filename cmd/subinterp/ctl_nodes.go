@@ -1,9 +1,7 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -46,19 +44,10 @@ daemon's pid and uptime. --json prints a JSON array.`,
 			for i, in := range infos {
 				entries[i] = nodeEntry{Name: in.Name, Interpreters: in.Interpreters, Pid: in.Pid, Started: in.Started}
 			}
-			out := cmd.OutOrStdout()
-			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(entries)
-			}
-			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NODE\tINTERPRETERS\tPID\tUPTIME")
 			now := time.Now()
-			for _, e := range entries {
-				fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", e.Name, e.Interpreters, e.Pid, now.Sub(e.Started).Round(time.Second))
-			}
-			return tw.Flush()
+			return printListing(cmd.OutOrStdout(), asJSON, entries, "NODE\tINTERPRETERS\tPID\tUPTIME", func(e nodeEntry) string {
+				return fmt.Sprintf("%s\t%d\t%d\t%s", e.Name, e.Interpreters, e.Pid, now.Sub(e.Started).Round(time.Second))
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array instead of a table")

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -211,18 +209,9 @@ func newQueueLsCommand(g *clientFlags) *cobra.Command {
 			for i, q := range qs {
 				entries[i] = queueEntry{ID: q.ID, MaxSize: q.MaxSize, Size: q.Size, Unbound: unboundName(q.UnboundItems), Pinned: q.Pinned}
 			}
-			out := cmd.OutOrStdout()
-			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(entries)
-			}
-			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tMAXSIZE\tSIZE\tUNBOUND\tPINNED")
-			for _, e := range entries {
-				fmt.Fprintf(tw, "%d\t%d\t%d\t%s\t%v\n", e.ID, e.MaxSize, e.Size, e.Unbound, e.Pinned)
-			}
-			return tw.Flush()
+			return printListing(cmd.OutOrStdout(), asJSON, entries, "ID\tMAXSIZE\tSIZE\tUNBOUND\tPINNED", func(e queueEntry) string {
+				return fmt.Sprintf("%d\t%d\t%d\t%s\t%v", e.ID, e.MaxSize, e.Size, e.Unbound, e.Pinned)
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array instead of a table")
