@@ -52,6 +52,10 @@ type ClientConfig struct {
 	// Serve answers a node's request of the client (a host function
 	// call); each runs on a goroutine of its own.
 	Serve func(ctx context.Context, node, method string, body []byte) (any, error)
+	// Conn, when set, is a connection to use instead of dialing (a node
+	// reaching the others on its own connection); the url and the
+	// credentials are then unused, and Close leaves it open.
+	Conn *nats.Conn
 }
 
 // Client is one connection to a cluster: it tracks the live nodes from
@@ -62,6 +66,7 @@ type Client struct {
 	cfg   ClientConfig
 	subj  Subjects
 	nc    *nats.Conn
+	subs  []*nats.Subscription // closed by Close on a borrowed Conn
 	id    string
 	inbox string
 
@@ -135,23 +140,37 @@ func Connect(ctx context.Context, url string, cfg ClientConfig) (*Client, error)
 	if dl, ok := ctx.Deadline(); ok {
 		opts = append(opts, nats.Timeout(time.Until(dl)))
 	}
-	nc, err := nats.Connect(url, opts...)
-	if err != nil {
-		return nil, ConnectError(url, err)
+	nc := cfg.Conn
+	if nc == nil {
+		var err error
+		if nc, err = nats.Connect(url, opts...); err != nil {
+			return nil, ConnectError(url, err)
+		}
+	} else {
+		nc.SetDisconnectErrHandler(func(*nats.Conn, error) { c.disconnected() })
+		nc.SetReconnectHandler(func(*nats.Conn) { c.setConnected(true) })
+		nc.SetClosedHandler(func(*nats.Conn) { c.shut("the connection to NATS was closed") })
 	}
 	c.nc = nc
 	c.id = nats.NewInbox()[len(nats.InboxPrefix):]
 	c.inbox = nats.InboxPrefix + c.id
-	if _, err := nc.Subscribe(c.inbox, c.answer); err != nil {
-		nc.Close()
+	sub := func(subject string, h nats.MsgHandler) error {
+		s, err := nc.Subscribe(subject, h)
+		if err == nil {
+			c.subs = append(c.subs, s)
+		}
+		return err
+	}
+	if err := sub(c.inbox, c.answer); err != nil {
+		c.hangUp()
 		return nil, protocol.Errorf(protocol.CodeUnavailable, "subscribe to the client's inbox: %v", err)
 	}
-	if _, err := nc.Subscribe(c.subj.Heartbeats(), func(m *nats.Msg) { c.status(m.Data) }); err != nil {
-		nc.Close()
+	if err := sub(c.subj.Heartbeats(), func(m *nats.Msg) { c.status(m.Data) }); err != nil {
+		c.hangUp()
 		return nil, protocol.Errorf(protocol.CodeUnavailable, "subscribe to heartbeats: %v", err)
 	}
 	if err := nc.PublishRequest(c.subj.Ping(), c.inbox, nil); err != nil {
-		nc.Close()
+		c.hangUp()
 		return nil, protocol.Errorf(protocol.CodeUnavailable, "ping the cluster: %v", err)
 	}
 	t := time.NewTimer(discoverWait)
@@ -162,7 +181,7 @@ func Connect(ctx context.Context, url string, cfg ClientConfig) (*Client, error)
 	case <-t.C:
 	case <-ctx.Done():
 		t.Stop()
-		nc.Close()
+		c.hangUp()
 		return nil, protocol.AsError(ctx.Err())
 	}
 	go c.watch()
@@ -208,9 +227,21 @@ func (c *Client) Close() error {
 	m.Header.Set(HdrClient, c.id)
 	_ = c.nc.PublishMsg(m)
 	_ = c.nc.FlushTimeout(time.Second)
-	c.nc.Close()
+	c.hangUp()
 	c.shut("the cluster runtime is closed")
 	return nil
+}
+
+// hangUp closes the connection, or, when it is borrowed, the client's
+// subscriptions on it.
+func (c *Client) hangUp() {
+	if c.cfg.Conn == nil {
+		c.nc.Close()
+		return
+	}
+	for _, s := range c.subs {
+		_ = s.Unsubscribe()
+	}
 }
 
 // shut fails every waiting request and stops the loss watch, once.

@@ -40,6 +40,15 @@
 // own interpreters (see the node package), so nothing the cluster counts
 // as lost runs on.
 //
+// Lua code sees the whole cluster too: a node is a client of the others
+// on its own connection (node.Peers, made at its first use), so list_all
+// in an interpreter on N asks every other node for its list, and a handle
+// on an interpreter of M sends exec, call, prepare_main, is_running and
+// close to M as a client would; the output of that code comes back to N
+// as the client's notifications and goes where the calling code's goes.
+// Queues an interpreter hands to one on another node are not carried
+// there yet.
+//
 // Requests are plain core-NATS messages rather than nats.go's micro
 // services: a call's output must reach the client before its answer, on
 // one ordered path, and a node must be able to ask the client back (host

@@ -44,7 +44,7 @@ func TestGoneClientReleased(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	d, err := daemon.Listen(daemon.Config{Socket: filepath.Join(dir, "d.sock"), Supervisor: supervisor.Config{NextID: n.NextID}})
+	d, err := daemon.Listen(daemon.Config{Socket: filepath.Join(dir, "d.sock"), Supervisor: supervisor.Config{NextID: n.NextID, Peers: n.Peers()}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,7 +58,7 @@ func startNode(t *testing.T, cfg node.Config) *testNode {
 	if err != nil {
 		t.Fatalf("join node %s: %v", cfg.Name, err)
 	}
-	d := startDaemon(t, daemon.Config{Node: cfg.Name, Supervisor: supervisor.Config{NextID: n.NextID, Queues: n.Queues()}})
+	d := startDaemon(t, daemon.Config{Node: cfg.Name, Supervisor: supervisor.Config{NextID: n.NextID, Queues: n.Queues(), Peers: n.Peers()}})
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- n.Serve(ctx, d.Server) }()

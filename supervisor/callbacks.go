@@ -66,30 +66,30 @@ func (s *Supervisor) callbacks(from int64) map[string]protocol.Handler {
 		protocol.MethodInterpCreate: func(ctx context.Context, _ []byte) (any, error) {
 			return s.createFrom(ctx, from)
 		},
-		protocol.MethodInterpList: func(context.Context, []byte) (any, error) {
-			infos := s.List()
-			ids := make([]int64, 0, len(infos)+1)
-			ids = append(ids, 0)
-			for _, in := range infos {
-				ids = append(ids, in.ID)
-			}
-			return ids, nil
+		protocol.MethodInterpList: func(ctx context.Context, _ []byte) (any, error) {
+			return s.listAll(ctx)
 		},
-		protocol.MethodInterpExists: protocol.Handle(func(_ context.Context, p *protocol.IDParams) (any, error) {
-			return p.ID == 0 || s.Exists(p.ID), nil
+		protocol.MethodInterpExists: protocol.Handle(func(ctx context.Context, p *protocol.IDParams) (any, error) {
+			return p.ID == 0 || s.Exists(p.ID) || s.elsewhere(ctx, p.ID), nil
 		}),
-		protocol.MethodInterpRunning: protocol.Handle(func(_ context.Context, p *protocol.IDParams) (any, error) {
+		protocol.MethodInterpRunning: protocol.Handle(func(ctx context.Context, p *protocol.IDParams) (any, error) {
 			if p.ID == 0 {
 				return true, nil
 			}
+			if s.elsewhere(ctx, p.ID) {
+				return s.cfg.Peers.IsRunning(ctx, p.ID)
+			}
 			return s.IsRunning(p.ID)
 		}),
-		protocol.MethodInterpClose: protocol.Handle(func(_ context.Context, p *protocol.IDParams) (any, error) {
+		protocol.MethodInterpClose: protocol.Handle(func(ctx context.Context, p *protocol.IDParams) (any, error) {
 			if err := restricted(p.ID, "destroy"); err != nil {
 				return nil, err
 			}
 			if p.ID == from {
 				return nil, protocol.Errorf(protocol.CodeInterpreter, "interpreter %d cannot close itself", from)
+			}
+			if s.elsewhere(ctx, p.ID) {
+				return nil, s.cfg.Peers.Close(ctx, p.ID)
 			}
 			return nil, s.CloseInterpreter(p.ID)
 		}),
@@ -97,13 +97,22 @@ func (s *Supervisor) callbacks(from int64) map[string]protocol.Handler {
 			if err := restricted(p.ID, "exec code for"); err != nil {
 				return nil, err
 			}
+			if s.elsewhere(ctx, p.ID) {
+				return nil, s.cfg.Peers.Exec(ctx, p.ID, p.Source, s.writerOf(ctx, from))
+			}
 			return nil, s.Exec(ctx, p.ID, "", p.Source)
 		}),
 		protocol.MethodInterpCall: protocol.Handle(func(ctx context.Context, p *protocol.InterpCallParams) (any, error) {
 			if err := restricted(p.ID, "make a call in"); err != nil {
 				return nil, err
 			}
-			res, err := s.callIn(ctx, p.ID, p.Fn, p.Args, from)
+			var res []byte
+			var err error
+			if s.elsewhere(ctx, p.ID) {
+				res, err = s.cfg.Peers.Call(ctx, p.ID, p.Fn, p.Args, s.writerOf(ctx, from))
+			} else {
+				res, err = s.callIn(ctx, p.ID, p.Fn, p.Args, from)
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -112,6 +121,9 @@ func (s *Supervisor) callbacks(from int64) map[string]protocol.Handler {
 		protocol.MethodInterpPrepare: protocol.Handle(func(ctx context.Context, p *protocol.InterpPrepareParams) (any, error) {
 			if err := restricted(p.ID, "update __main__ for"); err != nil {
 				return nil, err
+			}
+			if s.elsewhere(ctx, p.ID) {
+				return nil, s.cfg.Peers.PrepareMain(ctx, p.ID, p.Names)
 			}
 			return nil, s.PrepareMain(ctx, p.ID, p.Names)
 		}),

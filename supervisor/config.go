@@ -56,6 +56,9 @@ type Config struct {
 	// NextID. A cluster node sets it so that its queues are the
 	// cluster's. Nil: the supervisor keeps its queues itself.
 	Queues QueueStore
+	// Peers, when set, gives Lua code the interpreters of the other nodes
+	// of a cluster beside this supervisor's; nil: this supervisor's only.
+	Peers Peers
 }
 
 // Limits bound what one interpreter may use. Zero fields mean no limit.

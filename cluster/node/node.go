@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sync"
 	"time"
@@ -49,6 +50,8 @@ type Node struct {
 	ids  *ids
 	// store keeps the daemon's queues in JetStream, for the cluster.
 	store *queueStore
+	// peers reaches the other nodes' interpreters for Lua code.
+	peers *peers
 
 	started time.Time
 
@@ -70,6 +73,7 @@ func Join(cfg Config) (_ *Node, err error) {
 		cfg: cfg, log: cfg.Logger, subj: cluster.Subjects{Cluster: cfg.Cluster}, started: time.Now(),
 		instance: nuid.Next(), sessions: make(map[string]*session), calls: make(map[string]context.CancelFunc),
 	}
+	n.peers = &peers{n: n, outs: make(map[int64]io.Writer)}
 	opts := []nats.Option{
 		nats.Name("subinterp node " + cfg.Name),
 		nats.MaxReconnects(-1),
@@ -482,6 +486,7 @@ func (n *Node) Close() {
 	case <-done:
 	case <-time.After(answerWait):
 	}
+	n.peers.close()
 	if n.nc != nil {
 		// The last word: clients count the node lost now, not after
 		// LostAfter of silence. Answers of requests still in flight

@@ -114,6 +114,7 @@ in flight at once.`,
 				cfg.Node = n.Name()
 				cfg.Supervisor.NextID = n.NextID
 				cfg.Supervisor.Queues = n.Queues()
+				cfg.Supervisor.Peers = n.Peers()
 				defer n.Close()
 			}
 			err = serve(cmd.Context(), cfg, n, logger)
