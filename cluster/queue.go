@@ -123,25 +123,47 @@ func (qs *Queues) Create(ctx context.Context, id int64, c QueueConfig) error {
 	if c.MaxSize > 0 {
 		maxMsgs = int64(c.MaxSize)
 	}
-	st, err := qs.js.CreateStream(ctx, jetstream.StreamConfig{
+	cfg := jetstream.StreamConfig{
 		Name: qs.stream(id), Subjects: []string{qs.subject(id)},
 		Retention: jetstream.WorkQueuePolicy, MaxMsgs: maxMsgs, Discard: jetstream.DiscardNew,
 		Storage: jetstream.FileStorage, Replicas: qs.replicas,
 		Metadata: map[string]string{unboundMeta: strconv.Itoa(int(c.Unbound)), maxsizeMeta: strconv.Itoa(c.MaxSize)},
-	})
-	if err != nil {
-		return unavailable("create queue %d", id, err)
 	}
-	_, err = st.CreateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable: getters, AckPolicy: jetstream.AckExplicitPolicy, AckWait: itemAckWait,
-		MaxAckPending: 1, MaxDeliver: -1, MaxWaiting: 1 << 16,
-	})
-	if err != nil {
-		_ = qs.js.DeleteStream(context.WithoutCancel(ctx), qs.stream(id))
-		return unavailable("create queue %d", id, err)
+	for {
+		// CreateOrUpdate: a try whose answer was lost may have made it.
+		tctx, cancel := context.WithTimeout(ctx, putTry)
+		st, err := qs.js.CreateOrUpdateStream(tctx, cfg)
+		if err == nil {
+			_, err = st.CreateOrUpdateConsumer(tctx, jetstream.ConsumerConfig{
+				Durable: getters, AckPolicy: jetstream.AckExplicitPolicy, AckWait: itemAckWait,
+				MaxAckPending: 1, MaxDeliver: -1, MaxWaiting: 1 << 16,
+			})
+		}
+		cancel()
+		switch {
+		case err == nil:
+			return nil
+		case !Unready(err) || !pause(ctx):
+			_ = qs.js.DeleteStream(context.WithoutCancel(ctx), qs.stream(id))
+			return unavailable("create queue %d", id, err)
+		}
 	}
-	return nil
 }
+
+// Unready reports whether err says JetStream could not answer yet rather
+// than that the request was wrong: no answer in time, no responder, an
+// API error with status 503 (a stream whose leader is being elected), or
+// no servers to place replicas on (a cluster whose servers have not all
+// found one another yet).
+func Unready(err error) bool {
+	var ae *jetstream.APIError
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.As(err, &ae) && (ae.Code == 503 || ae.ErrorCode == errCodeNoPeers)
+}
+
+// errCodeNoPeers is JetStream's "no suitable peers for placement".
+const errCodeNoPeers jetstream.ErrorCode = 10005
 
 // Delete removes queue id and its items.
 func (qs *Queues) Delete(ctx context.Context, id int64) error {

@@ -8,8 +8,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/subinterp/subinterp/cluster"
 )
 
 // blockSize is how many IDs a node takes at a time. One JetStream write per
@@ -99,15 +100,9 @@ func (a *ids) take(ctx context.Context) error {
 // idRetry is the pause before asking a JetStream that was not ready again.
 const idRetry = 100 * time.Millisecond
 
-// unready reports whether err says JetStream could not answer yet rather
-// than that the request was wrong: no answer in time, no responder, or
-// an API error with status 503 ("JetStream system temporarily
-// unavailable", a stream whose leader is being elected).
-func unready(err error) bool {
-	var ae *jetstream.APIError
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrNoResponders) ||
-		errors.Is(err, nats.ErrTimeout) || errors.As(err, &ae) && ae.Code == 503
-}
+// unready reports whether err says JetStream could not answer yet (see
+// cluster.Unready).
+func unready(err error) bool { return cluster.Unready(err) }
 
 var errConflict = errors.New("another node took the block")
 
