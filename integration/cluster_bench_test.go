@@ -124,7 +124,7 @@ func startBenchDaemon(b *testing.B, cfgs ...daemon.Config) *daemon.Server {
 // ends.
 func startBenchNode(b *testing.B, n *node.Node) *daemon.Server {
 	b.Helper()
-	srv := startBenchDaemon(b, daemon.Config{Node: n.Name(), Supervisor: supervisor.Config{NextID: n.NextID, Peers: n.Peers()}})
+	srv := startBenchDaemon(b, daemon.Config{Node: n.Name(), Supervisor: supervisor.Config{NextID: n.NextID, Queues: n.Queues(), Peers: n.Peers()}})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- n.Serve(ctx, srv) }()
