@@ -164,9 +164,11 @@ func (n *Node) Serve(ctx context.Context, d *daemon.Server) error {
 		return err
 	}
 	n.store.qs.SetLocal(n.cfg.Name, d.Exists)
-	if err := sub(n.subj.RPC(n.cfg.Name), func(m *nats.Msg) { n.serveRequest(ctx, d, m) }); err != nil {
+	rpc, err := subscribeDispatched(ctx, n.nc, n.subj.RPC(n.cfg.Name), func(m *nats.Msg) { n.serveRequest(ctx, d, m) })
+	if err != nil {
 		return err
 	}
+	subs = append(subs, rpc)
 	if err := sub(n.subj.Alive(n.cfg.Name), func(m *nats.Msg) { n.answerAlive(d, m) }); err != nil {
 		return err
 	}
@@ -395,10 +397,11 @@ func (c *clientInbox) Call(ctx context.Context, method string, params any) ([]by
 	return r.Data, nil
 }
 
-// serveRequest runs one request through the daemon's handlers and sends
-// the answer after the notifications the handler sent: both go out on
-// the one connection in that order, and the client reads its inbox on one
-// goroutine, so output arrives before the answer.
+// serveRequest runs one request through the daemon's handlers, on the
+// goroutine the dispatcher gave it, and sends the answer after the
+// notifications the handler sent: both go out on the one connection in
+// that order, and the client reads its inbox on one goroutine, so output
+// arrives before the answer.
 func (n *Node) serveRequest(ctx context.Context, d *daemon.Server, m *nats.Msg) {
 	client, call, method := m.Header.Get(cluster.HdrClient), m.Header.Get(cluster.HdrCall), m.Header.Get(cluster.HdrMethod)
 	if m.Reply == "" || client == "" || call == "" {
@@ -411,7 +414,7 @@ func (n *Node) serveRequest(ctx context.Context, d *daemon.Server, m *nats.Msg) 
 	n.calls[key] = cancel
 	n.answers.Add(1)
 	n.mu.Unlock()
-	go func() {
+	func() {
 		defer n.answers.Done()
 		defer func() {
 			n.mu.Lock()
