@@ -558,6 +558,42 @@ func (c *Client) Placed(node string) {
 	}
 }
 
+// PlaceLeastLoaded picks the live node with the fewest interpreters
+// (counting those placed since its last heartbeat; the first by name of
+// equals) and counts one more there at once, so concurrent creates
+// spread rather than all pick the node that looked least loaded before
+// any of them landed. "" when no node is live. Unplaced undoes it for a
+// create that failed.
+func (c *Client) PlaceLeastLoaded() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var best *nodeState
+	for _, n := range c.nodes {
+		load, bestLoad := n.st.Interpreters+n.placed, 0
+		if best != nil {
+			bestLoad = best.st.Interpreters + best.placed
+		}
+		if best == nil || load < bestLoad || load == bestLoad && n.st.Name < best.st.Name {
+			best = n
+		}
+	}
+	if best == nil {
+		return ""
+	}
+	best.placed++
+	return best.st.Name
+}
+
+// Unplaced takes back one interpreter counted on node by Placed or
+// PlaceLeastLoaded whose create failed.
+func (c *Client) Unplaced(node string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n := c.nodes[node]; n != nil && n.placed > 0 {
+		n.placed--
+	}
+}
+
 // Record notes that interpreter or queue id lives on node (its current
 // instance).
 func (c *Client) Record(id int64, node string) {

@@ -91,4 +91,27 @@ func TestClusterPool(t *testing.T) {
 	}
 	left := listAll(t, rt)
 	wantEqual(t, "interpreters left after the pool's shutdown (main and the two made apart)", fmt.Sprint(left), fmt.Sprint(append([]*interpreters.Interpreter{rt.GetMain()}, busy...)))
+
+	// Creates at once spread too: each counts on its node before it lands,
+	// so the others see it. (Before, all six went to the node that looked
+	// least loaded when they began.)
+	created := make(chan *interpreters.Interpreter, workers)
+	for range workers {
+		go func() {
+			it, err := rt.Create()
+			if err != nil {
+				t.Errorf("Create: %v", err)
+			}
+			created <- it
+		}()
+	}
+	used := map[string]int{}
+	for range workers {
+		if it := <-created; it != nil {
+			used[it.Node()]++
+		}
+	}
+	if len(used) < 2 {
+		t.Errorf("%d creates at once went to %v; want them spread over the nodes", workers, used)
+	}
 }

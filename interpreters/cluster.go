@@ -214,16 +214,26 @@ func (cb *clusterBackend) interp(id int64) (*remoteBackend, error) {
 }
 
 // create places and creates an interpreter.
+// The interpreter is counted on its node before it is created, so that
+// concurrent creates see one another.
 func (cb *clusterBackend) create(ctx context.Context, opts supervisor.CreateOptions, node, key string) (int64, error) {
-	name, err := cb.place(node, key)
-	if err != nil {
-		return 0, err
+	var name string
+	if node == "" && key == "" {
+		if name = cb.c.PlaceLeastLoaded(); name == "" {
+			return 0, protocol.Errorf(protocol.CodeUnavailable, "the cluster has no live node")
+		}
+	} else {
+		var err error
+		if name, err = cb.place(node, key); err != nil {
+			return 0, err
+		}
+		cb.c.Placed(name)
 	}
 	id, err := cb.node(name).Create(ctx, opts)
 	if err != nil {
+		cb.c.Unplaced(name)
 		return 0, err
 	}
-	cb.c.Placed(name)
 	cb.c.Record(id, name)
 	return id, nil
 }
