@@ -150,7 +150,8 @@ func Listen(cfg Config) (_ *Server, err error) {
 		if tcfg.MinVersion == 0 {
 			tcfg.MinVersion = tls.VersionTLS12
 		}
-		s.tcpL = tls.NewListener(l, tcfg)
+		// Its call streams' sockets are made blocking under TLS.
+		s.tcpL = tls.NewListener(protocol.UnpolledListener{Listener: l}, tcfg)
 	}
 	if cfg.MetricsAddr != "" && cfg.MetricsAddr != cfg.HTTPAddr {
 		ml, err := net.Listen("tcp", cfg.MetricsAddr)

@@ -228,17 +228,17 @@ func closeOnce(ch chan struct{}) {
 // that runs out of threads dies. The streams beyond it wait in the poller.
 const maxBlockingStreams = 1024
 
-// streamConn is what a call stream reads and writes: on a Unix socket,
-// while fewer than maxBlockingStreams are, the socket in blocking mode
-// (see protocol.BlockingUnix), its writes bounded as timedConn bounds
-// them; otherwise (TLS, or too many) a timedConn. release gives back the
-// blocking socket's place.
+// streamConn is what a call stream reads and writes: while fewer than
+// maxBlockingStreams are, its socket in blocking mode, under TLS too (see
+// protocol.Blocking), its writes bounded as timedConn bounds them;
+// otherwise a timedConn. release gives back the blocking socket's place.
 func (s *Server) streamConn(nc net.Conn) (rw io.ReadWriteCloser, release func()) {
-	if _, ok := nc.(*net.UnixConn); ok && s.blocking.Add(1) <= maxBlockingStreams {
-		return protocol.BlockingUnix(nc, writeTimeout), func() { s.blocking.Add(-1) }
-	} else if ok {
-		s.blocking.Add(-1)
+	if s.blocking.Add(1) <= maxBlockingStreams {
+		if rw, ok := protocol.Blocking(nc, writeTimeout); ok {
+			return rw, func() { s.blocking.Add(-1) }
+		}
 	}
+	s.blocking.Add(-1)
 	return &timedConn{Conn: nc}, func() {}
 }
 

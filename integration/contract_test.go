@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -78,6 +79,44 @@ func TestContractRemote(t *testing.T) {
 			t.Parallel()
 			d := startDaemon(t, daemon.Config{})
 			c.fn(t, func(opts ...interpreters.Option) *interpreters.Runtime { return d.dial(t, opts...) })
+		})
+	}
+}
+
+// TestContractRemoteTLS runs the same contract over TCP with TLS, whose
+// call streams read their sockets blocking under TLS.
+func TestContractRemoteTLS(t *testing.T) {
+	t.Parallel()
+	serverTLS, clientTLS := selfSigned(t)
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("contract-token"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// opener starts a daemon of t's and returns what dials it.
+	opener := func(t *testing.T) func(opts ...interpreters.Option) *interpreters.Runtime {
+		d := startDaemon(t, daemon.Config{Listen: "127.0.0.1:0", TokenFile: tokenFile, TLS: serverTLS})
+		return func(opts ...interpreters.Option) *interpreters.Runtime {
+			ctx, cancel := context.WithTimeout(t.Context(), bounded)
+			defer cancel()
+			opts = append([]interpreters.Option{interpreters.WithToken("contract-token"), interpreters.WithTLS(clientTLS)}, opts...)
+			rt, err := interpreters.Dial(ctx, "tcp://"+d.TCPAddr().String(), opts...)
+			if err != nil {
+				t.Fatalf("Dial over TLS: %v", err)
+			}
+			t.Cleanup(func() { rt.Close() })
+			return rt
+		}
+	}
+	for _, c := range contract {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			c.fn(t, opener(t)())
+		})
+	}
+	for _, c := range openContract {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			c.fn(t, opener(t))
 		})
 	}
 }

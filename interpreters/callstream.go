@@ -139,7 +139,8 @@ func (r *remoteBackend) openStream(ctx context.Context) (*callStream, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &callStream{id: res.Stream, cc: protocol.NewCallConn(protocol.BlockingUnix(conn, 0))}
+	rw, _ := protocol.Blocking(conn, 0)
+	st := &callStream{id: res.Stream, cc: protocol.NewCallConn(rw)}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {

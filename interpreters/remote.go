@@ -146,7 +146,9 @@ func dialHello(ctx context.Context, addr string, o options, hello protocol.Hello
 		if cfg.ServerName == "" {
 			cfg.ServerName, _, _ = net.SplitHostPort(address)
 		}
-		tc := tls.Client(conn, cfg)
+		// A call stream's socket is made blocking once its hello is
+		// answered (see openStream).
+		tc := tls.Client(protocol.NewUnpolled(conn), cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			conn.Close()
 			return nil, res, &opError{msg: fmt.Sprintf("TLS handshake with the subinterp daemon at %s failed: %v", addr, err), kind: ErrUnavailable, cause: err}

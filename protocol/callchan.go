@@ -5,12 +5,10 @@ import (
 	"errors"
 	"io"
 	"net"
-	"os"
 	"sync"
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
 )
 
 // CallConn is one end of a call channel: frames of the session's message
@@ -111,12 +109,24 @@ func (c *CallConn) writeFrame(frame []byte) error {
 	return err
 }
 
+// underneath is the connection under rw's TLS, if any: the socket to
+// shut down.
+func underneath(rw io.ReadWriteCloser) io.ReadWriteCloser {
+	for {
+		u, ok := rw.(interface{ NetConn() net.Conn })
+		if !ok {
+			return rw
+		}
+		rw = u.NetConn()
+	}
+}
+
 // CloseRead ends the channel's reading once what has arrived is read: the
 // reader gets every message sent before, then EOF. Writing goes on, so
 // what it reads can still be answered. Without a way to close only the
 // reading side, it closes the channel.
 func (c *CallConn) CloseRead() error {
-	switch rw := c.rw.(type) {
+	switch rw := underneath(c.rw).(type) {
 	case interface{ CloseRead() error }:
 		return rw.CloseRead()
 	case syscall.Conn:
@@ -137,7 +147,7 @@ func (c *CallConn) CloseRead() error {
 // end a read in progress on it, so a socket is shut down first: the reader
 // returns at once.
 func (c *CallConn) Close() error {
-	if sc, ok := c.rw.(syscall.Conn); ok {
+	if sc, ok := underneath(c.rw).(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			_ = rc.Control(func(fd uintptr) { _ = syscall.Shutdown(int(fd), syscall.SHUT_RDWR) })
 		}
@@ -151,32 +161,14 @@ func (c *CallConn) Close() error {
 // arrives, instead of the poller waking a thread to run the goroutine. A
 // sendTimeout > 0 bounds each write (SO_SNDTIMEO), as a deadline would on
 // a connection. Other connections are returned as they are.
-//
-// The file is a duplicate the poller never saw: a descriptor it watches
-// would wake it at every message, though nothing waits there.
 func BlockingUnix(conn net.Conn, sendTimeout time.Duration) io.ReadWriteCloser {
 	uc, ok := conn.(*net.UnixConn)
 	if !ok {
 		return conn
 	}
-	rc, err := uc.SyscallConn()
+	f, err := blockingDup(uc, uc, sendTimeout, "unix:"+uc.RemoteAddr().String())
 	if err != nil {
-		return conn
-	}
-	fd := -1
-	cerr := rc.Control(func(orig uintptr) {
-		fd, err = unix.FcntlInt(orig, unix.F_DUPFD_CLOEXEC, 0)
-	})
-	_ = uc.Close()
-	if cerr != nil || err != nil {
 		return conn // closed now: its reads fail as the channel's would
 	}
-	// The duplicate shares the original's status flags, and the original
-	// is closed: this only changes fd's.
-	_ = unix.SetNonblock(fd, false)
-	if sendTimeout > 0 {
-		tv := unix.NsecToTimeval(sendTimeout.Nanoseconds())
-		_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
-	}
-	return os.NewFile(uintptr(fd), "unix:"+uc.RemoteAddr().String())
+	return f
 }
