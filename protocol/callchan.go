@@ -8,7 +8,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
 )
 
 // CallConn is one end of a call channel: frames of the session's message
