@@ -165,3 +165,34 @@ func TestClusterCredsFile(t *testing.T) {
 		t.Errorf("a node joining with a stranger's credentials: %v; want a refusal of the credentials", err)
 	}
 }
+
+// TestClusterCredsFileCLI: the CLI presents a credentials file with
+// --creds, as a client and as a node, and says plainly, exiting non-zero,
+// when NATS refuses it or none is given.
+func TestClusterCredsFileCLI(t *testing.T) {
+	t.Parallel()
+	bin := buildCLI(t)
+	o := startOperatorNATS(t)
+	name := newClusterName()
+	startNode(t, node.Config{Name: "a", Cluster: name, URL: o.url, CredsFile: o.creds(t, "node-a", o.account)})
+	ctl := func(args ...string) cliResult {
+		return runCLI(t, nil, bin, "", append(args, "--socket", o.url, "--cluster", name)...)
+	}
+	id := strings.TrimSpace(ctl("create", "--creds", o.creds(t, "cli", o.account)).want(t, "create --creds", 0).stdout)
+	if ls := ctl("ls", "--creds", o.creds(t, "cli2", o.account)).want(t, "ls --creds", 0).stdout; !strings.Contains(ls, id) {
+		t.Errorf("ls with credentials:\n%s\nwant interpreter %s", ls, id)
+	}
+	if r := ctl("ls"); r.code == 0 || !strings.Contains(r.stderr, "refused the credentials") {
+		t.Errorf("ls without credentials: exit %d, stderr %q; want a refusal of the credentials", r.code, r.stderr)
+	}
+
+	stranger, err := nkeys.CreateAccount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := runCLI(t, nil, bin, "", "serve", "--socket", filepath.Join(socketDir(t), "c.sock"), "--node", "c", "--cluster", name,
+		"--nats", o.url, "--creds", o.creds(t, "node-c", stranger))
+	if r.code == 0 || !strings.Contains(r.stderr, "refused the credentials") {
+		t.Errorf("serve with a stranger's credentials: exit %d, stderr %q; want a refusal of the credentials", r.code, r.stderr)
+	}
+}
