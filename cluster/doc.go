@@ -46,8 +46,8 @@
 // on an interpreter of M sends exec, call, prepare_main, is_running and
 // close to M as a client would; the output of that code comes back to N
 // as the client's notifications and goes where the calling code's goes.
-// Queues an interpreter hands to one on another node are not carried
-// there yet.
+// A queue handed over in a call's arguments is the same queue there, as
+// every queue of a cluster lives in JetStream.
 //
 // Requests are plain core-NATS messages rather than nats.go's micro
 // services: a call's output must reach the client before its answer, on

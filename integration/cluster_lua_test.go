@@ -53,6 +53,15 @@ func TestClusterLuaSeesCluster(t *testing.T) {
 		t.Errorf("the output of b's exec, run from a's call, went elsewhere: a's output is %q", out.String())
 	}
 
+	// A queue handed to an interpreter on another node is the same queue
+	// there: queues of a cluster live in JetStream.
+	wantEqual(t, "a queue put on b, got on a", mustCall(t, onA, `function(id)
+		local interpreters = require("interpreters")
+		local q = interpreters.create_queue()
+		interpreters.Interpreter(id):call("function(q) q:put('via b') end", q)
+		return q:get({timeout = 30})
+	end`, onB.ID()), "via b")
+
 	// A failure there is the same typed failure here.
 	wantEqual(t, "an error raised on b, seen on a", mustCall(t, onA, `function(id)
 		local ok, err = pcall(function() require("interpreters").Interpreter(id):exec("error('boom', 0)") end)
