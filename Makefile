@@ -8,7 +8,7 @@ SOAK     ?= 5m
 SOAKTIMEOUT ?= 6h
 STRESS   ?= 5
 
-.PHONY: help build test stress lint vet fmt-check fuzz bench soak load thousand tenthousand clean
+.PHONY: help build test stress lint vet fmt-check fuzz bench soak load pipeline thousand tenthousand clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -46,6 +46,9 @@ bench: ## the report table (subinterp beside its baselines, one run) and its plo
 
 load: ## the daemon under full load: 200 interpreters, 8 clients, 30 s, then shutdown mid-load
 	SUBINTERP_LOAD=1 $(GO) test -count=1 -run '^TestDaemonLoad$$' -v -timeout 10m ./integration/
+
+pipeline: ## 100,000 items through cluster-wide queues and stages on three nodes, one SIGKILLed midway with its NATS server: every item arrives
+	SUBINTERP_PIPELINE=1 $(GO) test -count=1 -run '^TestClusterQueuePipeline$$' -v -timeout 60m ./integration/
 
 thousand: ## 1,000 live interpreters at once: every one called and listed, idle cost per interpreter measured against its goals, nothing left after
 	SUBINTERP_THOUSAND=1 $(GO) test -count=1 -run '^TestThousandInterpreters$$' -v -timeout 10m ./integration/density/

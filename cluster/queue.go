@@ -304,8 +304,12 @@ func (qs *Queues) consumer(ctx context.Context, id int64) (jetstream.Consumer, e
 			return cons, nil
 		case errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrConsumerNotFound):
 			return nil, notFound(id)
-		case errors.Is(err, nats.ErrConnectionClosed) || !pause(ctx):
+		case errors.Is(err, nats.ErrConnectionClosed):
 			return nil, unavailable("get from queue %d", id, err)
+		case ctx.Err() != nil || !pause(ctx):
+			// The get's wait ended before it could ask (a failover): the
+			// queue gave it nothing, as a local one that stayed empty.
+			return nil, protocol.Errorf(protocol.CodeQueueEmpty, "queue %d is empty", id)
 		}
 	}
 }
