@@ -11,7 +11,10 @@
 //
 // This package's import path sorts before the worker package's, and it
 // imports neither it nor anything that does, so its init runs before the
-// worker's takes over the process.
+// worker's takes over the process. Not under the race detector: the
+// sampling reads the file's name on its timer's goroutine, with nothing
+// ordering that after this write, which the detector reports though the
+// read comes a second later.
 package pseidle
 
 import (
@@ -19,18 +22,10 @@ import (
 	_ "unsafe" // for go:linkname
 
 	_ "github.com/nats-io/nats-server/v2/server/pse" // initialised first: its timer is running when Stop is called
-
-	"github.com/subinterp/subinterp/protocol"
 )
 
 //go:linkname procStatFile github.com/nats-io/nats-server/v2/server/pse.procStatFile
 var procStatFile string
-
-func init() {
-	if len(os.Args) > 1 && os.Args[1] == protocol.WorkerArg {
-		Stop()
-	}
-}
 
 // Stop ends the sampling at its next tick. The process's CPU use as NATS
 // reports it (pse.ProcUsage) fails from then on.
