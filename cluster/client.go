@@ -90,7 +90,10 @@ type Client struct {
 type nodeState struct {
 	st     Status
 	seen   time.Time
-	placed int // interpreters this client placed there since its last heartbeat
+	placed int // interpreters this client created there since its last heartbeat
+	// inflight counts the creates this client has sent there that have
+	// not returned: no heartbeat can be relied on to count them yet.
+	inflight int
 }
 
 type instance struct{ node, id string }
@@ -547,50 +550,56 @@ func (c *Client) Live(node string) bool {
 	return c.nodes[node] != nil
 }
 
-// Placed counts one more interpreter on node until its next heartbeat
-// says so itself, so a burst of creates spreads instead of piling on the
-// node that looked least loaded.
-func (c *Client) Placed(node string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if n := c.nodes[node]; n != nil {
-		n.placed++
-	}
-}
+// load is what placement goes by: the interpreters a node last reported,
+// those this client created there since, and its creates in flight.
+func (n *nodeState) load() int { return n.st.Interpreters + n.placed + n.inflight }
 
-// PlaceLeastLoaded picks the live node with the fewest interpreters
-// (counting those placed since its last heartbeat; the first by name of
-// equals) and counts one more there at once, so concurrent creates
-// spread rather than all pick the node that looked least loaded before
-// any of them landed. "" when no node is live. Unplaced undoes it for a
-// create that failed.
+// PlaceLeastLoaded picks the live node with the least load (the first by
+// name of equals) and counts a create in flight there at once, so
+// concurrent creates spread rather than all pick the node that looked
+// least loaded before any of them landed. "" when no node is live. Every
+// pick is followed by Landed.
 func (c *Client) PlaceLeastLoaded() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var best *nodeState
 	for _, n := range c.nodes {
-		load, bestLoad := n.st.Interpreters+n.placed, 0
-		if best != nil {
-			bestLoad = best.st.Interpreters + best.placed
-		}
-		if best == nil || load < bestLoad || load == bestLoad && n.st.Name < best.st.Name {
+		if best == nil || n.load() < best.load() || n.load() == best.load() && n.st.Name < best.st.Name {
 			best = n
 		}
 	}
 	if best == nil {
 		return ""
 	}
-	best.placed++
+	best.inflight++
 	return best.st.Name
 }
 
-// Unplaced takes back one interpreter counted on node by Placed or
-// PlaceLeastLoaded whose create failed.
-func (c *Client) Unplaced(node string) {
+// Placing counts a create in flight on node, chosen by other means than
+// its load; Landed follows.
+func (c *Client) Placing(node string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if n := c.nodes[node]; n != nil && n.placed > 0 {
-		n.placed--
+	if n := c.nodes[node]; n != nil {
+		n.inflight++
+	}
+}
+
+// Landed ends a create counted by PlaceLeastLoaded or Placing: a created
+// interpreter counts on its node until the node's next heartbeat says so
+// itself.
+func (c *Client) Landed(node string, created bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.nodes[node]
+	if n == nil {
+		return
+	}
+	if n.inflight > 0 {
+		n.inflight--
+	}
+	if created {
+		n.placed++
 	}
 }
 

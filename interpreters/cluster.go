@@ -214,8 +214,8 @@ func (cb *clusterBackend) interp(id int64) (*remoteBackend, error) {
 }
 
 // create places and creates an interpreter.
-// The interpreter is counted on its node before it is created, so that
-// concurrent creates see one another.
+// The interpreter is counted on its node while it is being created, so
+// that concurrent creates see one another.
 func (cb *clusterBackend) create(ctx context.Context, opts supervisor.CreateOptions, node, key string) (int64, error) {
 	var name string
 	if node == "" && key == "" {
@@ -227,11 +227,11 @@ func (cb *clusterBackend) create(ctx context.Context, opts supervisor.CreateOpti
 		if name, err = cb.place(node, key); err != nil {
 			return 0, err
 		}
-		cb.c.Placed(name)
+		cb.c.Placing(name)
 	}
 	id, err := cb.node(name).Create(ctx, opts)
+	cb.c.Landed(name, err == nil)
 	if err != nil {
-		cb.c.Unplaced(name)
 		return 0, err
 	}
 	cb.c.Record(id, name)
