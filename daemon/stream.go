@@ -32,7 +32,8 @@ type stream struct {
 	release func()
 	hs      map[string]protocol.Handler
 
-	hostCalls uint32 // the id of the latest request made of the client
+	hostCalls uint32           // the id of the latest request made of the client
+	yield     protocol.Yielder // the serving goroutine's, which waits only in read(2)
 
 	mu       sync.Mutex
 	serving  uint32             // the request being served; 0 between requests
@@ -150,6 +151,7 @@ func (c *conn) dropStream(st *stream) {
 func (st *stream) serve() {
 	defer st.c.dropStream(st)
 	for {
+		st.yield.Yield()
 		m, err := st.cc.Read()
 		if err != nil || m.Kind != protocol.KindRequest {
 			return // gone, or not speaking the stream's protocol

@@ -17,9 +17,10 @@ const maxIdleStreams = 16
 // the goroutine making a call writes its request and reads until its
 // response, and nothing else touches the stream meanwhile.
 type callStream struct {
-	id   uint64
-	cc   *protocol.CallConn
-	last uint32 // the id of the latest request
+	id    uint64
+	cc    *protocol.CallConn
+	last  uint32           // the id of the latest request
+	yield protocol.Yielder // for the goroutine holding the stream, which waits only in read(2)
 
 	// The call in progress, which the daemon may end (NotifyHostCancel)
 	// from the session's reader once it has made a host call.
@@ -50,6 +51,7 @@ func (r *remoteBackend) streamTrip(ctx context.Context, method string, params an
 		}
 		return nil, err // the dial's own error
 	}
+	st.yield.Yield()
 	st.last++
 	id := st.last
 	if err := st.cc.Request(id, method, params); err != nil {

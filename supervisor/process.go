@@ -33,7 +33,8 @@ type process struct {
 	// the socket. A call in flight so holds a host thread; idle interpreters
 	// hold none.
 	calls  *protocol.CallConn
-	callID uint32 // the last call's id; guarded like calls
+	callID uint32           // the last call's id; guarded like calls
+	yield  protocol.Yielder // for the goroutine making the call; guarded like calls
 	stderr *tailBuffer
 
 	// handlers are the callbacks of the interpreter the worker serves; a

@@ -26,6 +26,7 @@ import (
 // functions are prompt (Hosting.Prompt): at the call's first, the reading
 // moves to a goroutine of its own (protocol.CallMove).
 func (p *process) roundTrip(ctx context.Context, deadline time.Time, id uint32, method string, params any, out func([]byte)) ([]byte, error) {
+	p.yield.Yield()
 	if err := p.calls.Request(id, method, params); err != nil {
 		if pe, ok := err.(*protocol.Error); ok {
 			return nil, pe // not sent; the channel is intact
