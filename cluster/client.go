@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -88,9 +89,11 @@ type Client struct {
 }
 
 type nodeState struct {
-	st     Status
-	seen   time.Time
-	placed int // interpreters this client created there since its last heartbeat
+	st   Status
+	seen time.Time
+	// placed are the interpreters this client created there that its
+	// last heartbeat did not count (their IDs are above its LastID).
+	placed []int64
 	// inflight counts the creates this client has sent there that have
 	// not returned: no heartbeat can be relied on to count them yet.
 	inflight int
@@ -329,7 +332,10 @@ func (c *Client) status(data []byte) {
 		n = &nodeState{}
 		c.nodes[st.Name] = n
 	}
-	n.st, n.seen, n.placed = st, time.Now(), 0
+	n.st, n.seen = st, time.Now()
+	// A heartbeat sent before a create landed reaches the client after
+	// it as often as not; it counts only the IDs up to its LastID.
+	n.placed = slices.DeleteFunc(n.placed, func(id int64) bool { return id <= st.LastID })
 	c.mu.Unlock()
 	c.heardOnce.Do(func() { close(c.heard) })
 	failLost(failed, st.Name)
@@ -536,7 +542,7 @@ func (c *Client) Nodes() []Status {
 	out := make([]Status, 0, len(c.nodes))
 	for _, n := range c.nodes {
 		st := n.st
-		st.Interpreters += n.placed
+		st.Interpreters += len(n.placed)
 		out = append(out, st)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -552,7 +558,7 @@ func (c *Client) Live(node string) bool {
 
 // load is what placement goes by: the interpreters a node last reported,
 // those this client created there since, and its creates in flight.
-func (n *nodeState) load() int { return n.st.Interpreters + n.placed + n.inflight }
+func (n *nodeState) load() int { return n.st.Interpreters + len(n.placed) + n.inflight }
 
 // PlaceLeastLoaded picks the live node with the least load (the first by
 // name of equals) and counts a create in flight there at once, so
@@ -585,10 +591,10 @@ func (c *Client) Placing(node string) {
 	}
 }
 
-// Landed ends a create counted by PlaceLeastLoaded or Placing: a created
-// interpreter counts on its node until the node's next heartbeat says so
-// itself.
-func (c *Client) Landed(node string, created bool) {
+// Landed ends a create counted by PlaceLeastLoaded or Placing; id is the
+// interpreter created, 0 when the create failed. A created interpreter
+// counts on its node until a heartbeat of the node counts it.
+func (c *Client) Landed(node string, id int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := c.nodes[node]
@@ -598,8 +604,8 @@ func (c *Client) Landed(node string, created bool) {
 	if n.inflight > 0 {
 		n.inflight--
 	}
-	if created {
-		n.placed++
+	if id > 0 {
+		n.placed = append(n.placed, id)
 	}
 }
 

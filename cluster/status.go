@@ -20,10 +20,15 @@ type Status struct {
 	Name string `msgpack:"name"`
 	// Instance changes each time the node starts or comes back from a
 	// fence: interpreters of an earlier instance are gone.
-	Instance     string `msgpack:"instance"`
-	Interpreters int    `msgpack:"interpreters"`
-	Pid          int    `msgpack:"pid"`
-	StartedNano  int64  `msgpack:"started"`
+	Instance string `msgpack:"instance"`
+	// Interpreters counts those alive and those being created; LastID is
+	// the highest ID given to one. An interpreter with an ID up to LastID
+	// is counted in Interpreters if it lives: the IDs a node gives only
+	// grow.
+	Interpreters int   `msgpack:"interpreters"`
+	LastID       int64 `msgpack:"last_id,omitempty"`
+	Pid          int   `msgpack:"pid"`
+	StartedNano  int64 `msgpack:"started"`
 	// Leaving is the node's last word when it stops on purpose: clients
 	// count it lost at once instead of after LostAfter of silence.
 	Leaving bool `msgpack:"leaving,omitempty"`

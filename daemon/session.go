@@ -56,6 +56,10 @@ func (ss *Session) Close() { ss.c.release() }
 // Interpreters is how many interpreters the daemon has alive: its load.
 func (s *Server) Interpreters() int { return s.sup.Count() }
 
+// Census is the supervisor's Census: the interpreters alive or being
+// created, and the highest ID given to one.
+func (s *Server) Census() (interpreters int, lastID int64) { return s.sup.Census() }
+
 // Exists reports whether interpreter id lives in this daemon.
 func (s *Server) Exists(id int64) bool { return s.sup.Exists(id) }
 

@@ -465,3 +465,25 @@ func TestDaemonMetrics(t *testing.T) {
 		t.Logf("metrics:\n%s", body)
 	}
 }
+
+// TestDaemonCensus: a census counts the interpreters alive, and says the
+// highest ID given, which a closed interpreter does not lower; one who
+// created interpreters can so tell which of them it counts.
+func TestDaemonCensus(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t, daemon.Config{})
+	rt := d.dial(t)
+	var last *interpreters.Interpreter
+	for range 3 {
+		last = create(t, rt)
+	}
+	n, top := d.Census()
+	wantEqual(t, "interpreters in the census", n, 3)
+	wantEqual(t, "the highest ID given", top, last.ID())
+	if err := last.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n, top = d.Census()
+	wantEqual(t, "interpreters after a close", n, 2)
+	wantEqual(t, "the highest ID after a close", top, last.ID())
+}

@@ -230,7 +230,7 @@ func (cb *clusterBackend) create(ctx context.Context, opts supervisor.CreateOpti
 		cb.c.Placing(name)
 	}
 	id, err := cb.node(name).Create(ctx, opts)
-	cb.c.Landed(name, err == nil)
+	cb.c.Landed(name, id)
 	if err != nil {
 		return 0, err
 	}

@@ -24,9 +24,14 @@ type Supervisor struct {
 	mu      sync.RWMutex
 	nextID  int64
 	interps map[int64]*interp
-	closed  bool
-	died    diedLog
-	exits   exitLog
+	// creating counts the creates between asking for an ID and having
+	// the interpreter in interps or failing; lastID is the highest ID
+	// given to one (see Census).
+	creating int
+	lastID   int64
+	closed   bool
+	died     diedLog
+	exits    exitLog
 	// families counts, by the ID of an interpreter the host created, the
 	// live interpreters created from Lua in it and in those created from
 	// it; Limits.Created caps it.
@@ -211,10 +216,24 @@ func (s *Supervisor) create(ctx context.Context, opts CreateOptions, root int64)
 	if err := ctx.Err(); err != nil {
 		return 0, protocol.AsError(err)
 	}
+	s.mu.Lock()
+	s.creating++
+	s.mu.Unlock()
+	registered := false
+	defer func() {
+		if !registered {
+			s.mu.Lock()
+			s.creating--
+			s.mu.Unlock()
+		}
+	}()
 	id, err := s.newID(ctx)
 	if err != nil {
 		return 0, err
 	}
+	s.mu.Lock()
+	s.lastID = max(s.lastID, id)
+	s.mu.Unlock()
 
 	if root == 0 {
 		root = id
@@ -248,6 +267,8 @@ func (s *Supervisor) create(ctx context.Context, opts CreateOptions, root int64)
 		return 0, protocol.Errorf(protocol.CodeInterpreter, "interpreter creation failed: the supervisor is closed")
 	}
 	s.interps[id] = it
+	s.creating--
+	registered = true
 	s.watchers.Add(1)
 	s.mu.Unlock()
 	s.created.Add(1)
@@ -508,4 +529,15 @@ func (s *Supervisor) Count() int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return len(s.interps)
+}
+
+// Census is Count with the creates in progress counted too, and the
+// highest ID given to an interpreter so far. Taken at one moment, it says
+// of every interpreter with an ID up to lastID that it is counted, if it
+// lives: one who created interpreters elsewhere can tell which of them a
+// census includes, where IDs only grow.
+func (s *Supervisor) Census() (interpreters int, lastID int64) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.interps) + s.creating, s.lastID
 }

@@ -257,8 +257,9 @@ func (n *Node) currentInstance() string {
 }
 
 func (n *Node) status(d *daemon.Server) []byte {
+	count, last := d.Census()
 	b, _ := msgpack.Marshal(&cluster.Status{
-		Name: n.cfg.Name, Instance: n.currentInstance(), Interpreters: d.Interpreters(),
+		Name: n.cfg.Name, Instance: n.currentInstance(), Interpreters: count, LastID: last,
 		Pid: os.Getpid(), StartedNano: n.started.UnixNano(),
 	})
 	return b
