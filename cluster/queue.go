@@ -123,11 +123,11 @@ func (qs *Queues) Create(ctx context.Context, id int64, c QueueConfig) error {
 	if c.MaxSize > 0 {
 		maxMsgs = int64(c.MaxSize)
 	}
+	meta := map[string]string{unboundMeta: strconv.Itoa(int(c.Unbound)), maxsizeMeta: strconv.Itoa(c.MaxSize)}
 	cfg := jetstream.StreamConfig{
 		Name: qs.stream(id), Subjects: []string{qs.subject(id)},
 		Retention: jetstream.WorkQueuePolicy, MaxMsgs: maxMsgs, Discard: jetstream.DiscardNew,
-		Storage: jetstream.FileStorage, Replicas: qs.replicas,
-		Metadata: map[string]string{unboundMeta: strconv.Itoa(int(c.Unbound)), maxsizeMeta: strconv.Itoa(c.MaxSize)},
+		Storage: jetstream.FileStorage, Replicas: qs.replicas, Metadata: meta,
 	}
 	for {
 		// CreateOrUpdate: a try whose answer was lost may have made it.
@@ -136,7 +136,7 @@ func (qs *Queues) Create(ctx context.Context, id int64, c QueueConfig) error {
 		if err == nil {
 			_, err = st.CreateOrUpdateConsumer(tctx, jetstream.ConsumerConfig{
 				Durable: getters, AckPolicy: jetstream.AckExplicitPolicy, AckWait: itemAckWait,
-				MaxAckPending: 1, MaxDeliver: -1, MaxWaiting: 1 << 16,
+				MaxAckPending: 1, MaxDeliver: -1, MaxWaiting: 1 << 16, Metadata: meta,
 			})
 		}
 		cancel()
@@ -178,18 +178,22 @@ func (qs *Queues) Delete(ctx context.Context, id int64) error {
 }
 
 // Info reports queue id's config and how many items it holds, counting
-// an item a getter has been handed but not yet acknowledged. While
-// JetStream has no leader for the queue, it asks again until ctx ends.
+// an item a getter has been handed but not yet acknowledged. The count is
+// the consumer's (not yet delivered, and delivered but not acknowledged):
+// the stream drops an acknowledged item only when it applies the
+// acknowledgement, after a get has returned, and would count it a moment
+// longer. While JetStream has no leader for the queue, Info asks again
+// until ctx ends.
 func (qs *Queues) Info(ctx context.Context, id int64) (QueueConfig, int, error) {
 	for {
 		tctx, cancel := context.WithTimeout(ctx, putTry)
-		st, err := qs.js.Stream(tctx, qs.stream(id))
+		cons, err := qs.js.Consumer(tctx, qs.stream(id), getters)
 		cancel()
 		switch {
 		case err == nil:
-			info := st.CachedInfo()
-			return config(info), int(info.State.Msgs), nil
-		case errors.Is(err, jetstream.ErrStreamNotFound):
+			info := cons.CachedInfo()
+			return configOf(info.Config.Metadata), int(info.NumPending) + info.NumAckPending, nil
+		case errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrConsumerNotFound):
 			return QueueConfig{}, 0, notFound(id)
 		case errors.Is(err, nats.ErrConnectionClosed) || !pause(ctx):
 			return QueueConfig{}, 0, unavailable("queue %d", id, err)

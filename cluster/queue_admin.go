@@ -36,7 +36,9 @@ func (qs *Queues) List(ctx context.Context) ([]QueueState, error) {
 		}
 		st := QueueState{ID: id, Config: config(info), Size: int(info.State.Msgs), Pins: pins(info)}
 		if ci, err := qs.js.Consumer(ctx, info.Config.Name, getters); err == nil {
-			st.Waiting = ci.CachedInfo().NumWaiting
+			info := ci.CachedInfo()
+			st.Waiting = info.NumWaiting
+			st.Size = int(info.NumPending) + info.NumAckPending // as Info counts
 		}
 		out = append(out, st)
 	}
@@ -92,14 +94,21 @@ func pins(info *jetstream.StreamInfo) int {
 
 // config reads a queue's config from its stream's.
 func config(info *jetstream.StreamInfo) QueueConfig {
-	c := QueueConfig{Unbound: protocol.UnboundReplace}
-	if info.Config.MaxMsgs > 0 {
+	c := configOf(info.Config.Metadata)
+	if _, ok := info.Config.Metadata[maxsizeMeta]; !ok && info.Config.MaxMsgs > 0 {
 		c.MaxSize = int(info.Config.MaxMsgs)
 	}
-	if m, err := strconv.Atoi(info.Config.Metadata[maxsizeMeta]); err == nil {
+	return c
+}
+
+// configOf reads a queue's config from the metadata its stream and its
+// consumer carry.
+func configOf(meta map[string]string) QueueConfig {
+	c := QueueConfig{Unbound: protocol.UnboundReplace}
+	if m, err := strconv.Atoi(meta[maxsizeMeta]); err == nil {
 		c.MaxSize = m
 	}
-	if m, err := strconv.Atoi(info.Config.Metadata[unboundMeta]); err == nil {
+	if m, err := strconv.Atoi(meta[unboundMeta]); err == nil {
 		c.Unbound = protocol.UnboundMode(m)
 	}
 	return c
