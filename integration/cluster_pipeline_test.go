@@ -148,7 +148,10 @@ func TestClusterQueuePipeline(t *testing.T) {
 	if err := victim.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("SIGKILLed node c with %d of %d items arrived", len(seen)+unbound, items)
+	mu.Lock()
+	arrivedAtKill := len(seen) + unbound
+	mu.Unlock()
+	t.Logf("SIGKILLed node c with %d of %d items arrived", arrivedAtKill, items)
 	putters.Wait()
 	for range survivors {
 		if err := in.Put(int64(0)); err != nil {
