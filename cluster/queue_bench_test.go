@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"sort"
 	"testing"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/subinterp/subinterp/cluster"
+	"github.com/subinterp/subinterp/internal/handoffbench"
 	"github.com/subinterp/subinterp/interpreters"
 	"github.com/subinterp/subinterp/protocol"
 )
@@ -95,44 +95,6 @@ func createWhenReady(t testing.TB, qs *cluster.Queues, id int64, c cluster.Queue
 	}
 }
 
-// handOffs measures b.N hand-offs, each from a put to the return of the
-// get that was waiting for it, and reports their median.
-func handOffs(b *testing.B, put func(i int) error, get func() (any, error)) {
-	got := make(chan any)
-	failed := make(chan error, 1)
-	go func() {
-		for range b.N + 1 {
-			v, err := get()
-			if err != nil {
-				failed <- err
-				return
-			}
-			got <- v
-		}
-	}()
-	took := make([]time.Duration, 0, b.N)
-	b.ResetTimer()
-	for i := range b.N + 1 { // the first round warms up
-		start := time.Now()
-		if err := put(i); err != nil {
-			b.Fatal(err)
-		}
-		select {
-		case <-got:
-		case err := <-failed:
-			b.Fatal(err)
-		}
-		if i > 0 {
-			took = append(took, time.Since(start))
-		}
-	}
-	b.StopTimer()
-	sort.Slice(took, func(i, j int) bool { return took[i] < took[j] })
-	if len(took) > 0 {
-		b.ReportMetric(float64(took[len(took)/2].Microseconds()), "p50-µs")
-	}
-}
-
 // BenchmarkQueueHandOff: a put to a get waiting for it, on a cluster-wide
 // queue with one and with three replicas, beside a local runtime's queue.
 func BenchmarkQueueHandOff(b *testing.B) {
@@ -143,7 +105,7 @@ func BenchmarkQueueHandOff(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		handOffs(b, func(i int) error { return q.Put(i) }, q.Get)
+		handoffbench.Run(b, func(i int) error { return q.Put(i) }, q.Get)
 	})
 	for _, r := range []int{1, 3} {
 		b.Run(fmt.Sprintf("jetstream-R%d", r), func(b *testing.B) {
@@ -156,7 +118,7 @@ func BenchmarkQueueHandOff(b *testing.B) {
 			qs := newQueues(b, nc, r)
 			createWhenReady(b, qs, 1, cluster.QueueConfig{Unbound: protocol.UnboundReplace})
 			ctx := context.Background()
-			handOffs(b,
+			handoffbench.Run(b,
 				func(i int) error { return qs.Put(ctx, 1, cluster.QueueItem{Data: []byte{byte(i)}}, true) },
 				func() (any, error) { return qs.Get(ctx, 1, true) })
 		})

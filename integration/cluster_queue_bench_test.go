@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"net"
 	"testing"
-	"time"
 
 	"github.com/subinterp/subinterp/cluster/node"
+	"github.com/subinterp/subinterp/internal/handoffbench"
 	"github.com/subinterp/subinterp/interpreters"
 )
 
@@ -31,7 +31,7 @@ func BenchmarkClusterQueueHandOff(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			benchHandOffs(b, func(i int) error { return q.Put(i) }, q.Get)
+			handoffbench.Run(b, func(i int) error { return q.Put(i) }, q.Get)
 		})
 	}
 }
@@ -75,38 +75,4 @@ func benchCluster(b *testing.B, name string, replicas int) *interpreters.Runtime
 	}
 	b.Cleanup(func() { rt.Close() })
 	return rt
-}
-
-// benchHandOffs measures b.N hand-offs, each from a put to the return of
-// the get that was waiting for it, and reports their median.
-func benchHandOffs(b *testing.B, put func(i int) error, get func() (any, error)) {
-	got := make(chan struct{})
-	failed := make(chan error, 1)
-	go func() {
-		for range b.N + 1 {
-			if _, err := get(); err != nil {
-				failed <- err
-				return
-			}
-			got <- struct{}{}
-		}
-	}()
-	took := make([]time.Duration, 0, b.N)
-	b.ResetTimer()
-	for i := range b.N + 1 { // the first round warms up
-		start := time.Now()
-		if err := put(i); err != nil {
-			b.Fatal(err)
-		}
-		select {
-		case <-got:
-		case err := <-failed:
-			b.Fatal(err)
-		}
-		if i > 0 {
-			took = append(took, time.Since(start))
-		}
-	}
-	b.StopTimer()
-	reportP50(b, took)
 }

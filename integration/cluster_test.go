@@ -203,21 +203,10 @@ func TestClusterClientServerLost(t *testing.T) {
 	t.Parallel()
 	name := newClusterName()
 	names := []string{"a", "b", "c"}
-	ports := []int{freePort(t), freePort(t), freePort(t)}
-	var routes []string
-	for _, p := range ports {
-		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
-	}
-	var nodes []*testNode
-	for i, n := range names {
-		// Three replicas of the ID counter, as three routed servers
-		// should have: with one, losing its server would stop new ID
-		// blocks until it came back.
-		nodes = append(nodes, startNode(t, node.Config{
-			Name: n, Cluster: name, Embed: "127.0.0.1:-1", Replicas: 3,
-			RouteListen: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: routes,
-		}))
-	}
+	// Three replicas of the ID counter, as three routed servers should
+	// have: with one, losing its server would stop new ID blocks until it
+	// came back.
+	nodes := startR3Cluster(t, name)
 	rt := dialCluster(t, nodes[2].node.ClientURL(), names, interpreters.WithCluster(name))
 	onB := create(t, rt, interpreters.WithNode("b"))
 	// The call in flight ends by its own deadline on a, so the daemon's
