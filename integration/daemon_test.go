@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -97,17 +98,25 @@ func TestDaemonQueueReferences(t *testing.T) {
 	}
 	b.Close()
 
+	// The daemon hears of the closes on its own schedule: poll its listing,
+	// which takes no reference (a LookupQueue that came first would).
 	c := d.dial(t)
 	deadline := time.Now().Add(bounded)
 	for {
-		_, err := c.LookupQueue(q.ID())
-		if errors.Is(err, interpreters.ErrQueueNotFound) {
+		qs, err := c.DescribeQueues(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(qs, func(in interpreters.QueueInfo) bool { return in.ID == q.ID() }) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("queue %d still exists after every connection holding it closed (%v)", q.ID(), err)
+			t.Fatalf("queue %d still exists after every connection holding it closed: %+v", q.ID(), qs)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := c.LookupQueue(q.ID()); !errors.Is(err, interpreters.ErrQueueNotFound) {
+		t.Errorf("LookupQueue of the queue no connection holds: %v, want ErrQueueNotFound", err)
 	}
 	p, err := c.LookupQueue(pinned.ID())
 	if err != nil {
