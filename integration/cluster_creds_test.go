@@ -59,21 +59,10 @@ func startOperatorNATS(t *testing.T) *operatorNATS {
 	res := &server.MemAccResolver{}
 	must(res.Store(apub, ajwt))
 	must(res.Store(spub, sjwt))
-	ns, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: t.TempDir(),
-		NoLog: true, NoSigs: true, MaxPayload: 64 << 20,
-		TrustedOperators: []*jwt.OperatorClaims{oc}, AccountResolver: res, SystemAccount: spub,
+	url := startNATS(t, func(o *server.Options) {
+		o.TrustedOperators, o.AccountResolver, o.SystemAccount = []*jwt.OperatorClaims{oc}, res, spub
 	})
-	must(err)
-	ns.Start()
-	if !ns.ReadyForConnections(bounded) {
-		t.Fatal("NATS server did not start")
-	}
-	t.Cleanup(func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	})
-	return &operatorNATS{url: ns.ClientURL(), account: akp, dir: t.TempDir()}
+	return &operatorNATS{url: url, account: akp, dir: t.TempDir()}
 }
 
 // creds writes a credentials file of a new user that signer vouches for:

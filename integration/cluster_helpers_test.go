@@ -18,13 +18,18 @@ import (
 )
 
 // startNATS runs a plain NATS server with JetStream on 127.0.0.1, on a
-// port of its own, until the test ends: the deployment nodes join.
-func startNATS(t *testing.T) string {
+// port of its own, until the test ends: the deployment nodes join. set,
+// when given, adds to its options.
+func startNATS(t *testing.T, set ...func(*server.Options)) string {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{
+	o := &server.Options{
 		Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: t.TempDir(),
 		NoLog: true, NoSigs: true, MaxPayload: 64 << 20,
-	})
+	}
+	for _, f := range set {
+		f(o)
+	}
+	ns, err := server.NewServer(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,6 +42,38 @@ func startNATS(t *testing.T) string {
 		ns.WaitForShutdown()
 	})
 	return ns.ClientURL()
+}
+
+// startJoinedCluster starts three daemons named a, b and c as one
+// cluster: a embeds the NATS server, b and c join it. It returns the
+// nodes and the server's client URL.
+func startJoinedCluster(t *testing.T, name string) ([]*testNode, string) {
+	t.Helper()
+	a := startNode(t, node.Config{Name: "a", Cluster: name, Embed: "127.0.0.1:-1"})
+	url := a.node.ClientURL()
+	b := startNode(t, node.Config{Name: "b", Cluster: name, URL: url})
+	c := startNode(t, node.Config{Name: "c", Cluster: name, URL: url})
+	return []*testNode{a, b, c}, url
+}
+
+// startRoutedCluster starts three daemons named a, b and c, each
+// embedding a NATS server routed to the other two: one NATS cluster.
+// base gives what else each node's config has.
+func startRoutedCluster(t *testing.T, name string, base node.Config) []*testNode {
+	t.Helper()
+	ports := []int{freePort(t), freePort(t), freePort(t)}
+	var routes []string
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
+	}
+	var nodes []*testNode
+	for i, n := range []string{"a", "b", "c"} {
+		cfg := base
+		cfg.Name, cfg.Cluster, cfg.Embed = n, name, "127.0.0.1:-1"
+		cfg.RouteListen, cfg.Routes = fmt.Sprintf("127.0.0.1:%d", ports[i]), routes
+		nodes = append(nodes, startNode(t, cfg))
+	}
+	return nodes
 }
 
 // testNode is a daemon served in-process as a node of a cluster.

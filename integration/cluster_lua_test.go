@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/subinterp/subinterp/cluster/node"
 	"github.com/subinterp/subinterp/interpreters"
 )
 
@@ -17,10 +16,7 @@ import (
 func TestClusterLuaSeesCluster(t *testing.T) {
 	t.Parallel()
 	name := newClusterName()
-	a := startNode(t, node.Config{Name: "a", Cluster: name, Embed: "127.0.0.1:-1"})
-	url := a.node.ClientURL()
-	startNode(t, node.Config{Name: "b", Cluster: name, URL: url})
-	startNode(t, node.Config{Name: "c", Cluster: name, URL: url})
+	_, url := startJoinedCluster(t, name)
 	rt := dialCluster(t, url, []string{"a", "b", "c"}, interpreters.WithCluster(name))
 
 	var out syncBuffer

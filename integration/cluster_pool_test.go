@@ -6,7 +6,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/subinterp/subinterp/cluster/node"
 	"github.com/subinterp/subinterp/interpreters"
 )
 
@@ -18,10 +17,7 @@ import (
 func TestClusterPool(t *testing.T) {
 	t.Parallel()
 	name := newClusterName()
-	a := startNode(t, node.Config{Name: "a", Cluster: name, Embed: "127.0.0.1:-1"})
-	url := a.node.ClientURL()
-	startNode(t, node.Config{Name: "b", Cluster: name, URL: url})
-	startNode(t, node.Config{Name: "c", Cluster: name, URL: url})
+	_, url := startJoinedCluster(t, name)
 
 	const workers = 6
 	var mu sync.Mutex

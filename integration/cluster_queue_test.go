@@ -16,20 +16,7 @@ import (
 // cluster. It returns the nodes, named a, b and c.
 func startR3Cluster(t *testing.T, name string) []*testNode {
 	t.Helper()
-	names := []string{"a", "b", "c"}
-	ports := []int{freePort(t), freePort(t), freePort(t)}
-	var routes []string
-	for _, p := range ports {
-		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
-	}
-	var nodes []*testNode
-	for i, n := range names {
-		nodes = append(nodes, startNode(t, node.Config{
-			Name: n, Cluster: name, Embed: "127.0.0.1:-1", Replicas: 3,
-			RouteListen: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: routes,
-		}))
-	}
-	return nodes
+	return startRoutedCluster(t, name, node.Config{Replicas: 3})
 }
 
 // TestClusterQueues: on three nodes whose NATS servers form one

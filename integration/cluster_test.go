@@ -21,10 +21,8 @@ import (
 func TestClusterJoined(t *testing.T) {
 	t.Parallel()
 	name := newClusterName()
-	a := startNode(t, node.Config{Name: "a", Cluster: name, Embed: "127.0.0.1:-1"})
-	url := a.node.ClientURL()
-	startNode(t, node.Config{Name: "b", Cluster: name, URL: url})
-	c := startNode(t, node.Config{Name: "c", Cluster: name, URL: url})
+	nodes, url := startJoinedCluster(t, name)
+	a, c := nodes[0], nodes[2]
 	rt := dialCluster(t, url, []string{"a", "b", "c"}, interpreters.WithCluster(name))
 	checkSpansNodes(t, rt, url, name, []string{"a", "b", "c"})
 
@@ -70,19 +68,7 @@ func TestClusterRouted(t *testing.T) {
 	clientTLS := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	name := newClusterName()
 	names := []string{"a", "b", "c"}
-	ports := []int{freePort(t), freePort(t), freePort(t)}
-	var routes []string
-	for _, p := range ports {
-		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
-	}
-	var nodes []*testNode
-	for i, n := range names {
-		nodes = append(nodes, startNode(t, node.Config{
-			Name: n, Cluster: name, Embed: "127.0.0.1:-1",
-			RouteListen: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: routes,
-			Token: "s3cret", ServerTLS: srvTLS, TLS: clientTLS,
-		}))
-	}
+	nodes := startRoutedCluster(t, name, node.Config{Token: "s3cret", ServerTLS: srvTLS, TLS: clientTLS})
 	// Through the server embedded in c: requests to a and b cross routes.
 	url := nodes[2].node.ClientURL()
 	if !strings.HasPrefix(url, "tls://") {
