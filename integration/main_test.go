@@ -50,31 +50,16 @@ func waitNoChildren(timeout time.Duration) []string {
 	}
 }
 
-// childProcesses lists the processes whose parent is this process, as
-// "pid (comm) state S", from /proc. Without /proc it reports none.
+// childProcesses describes the processes whose parent is this process
+// (proctest.Describe: the pid first). Without /proc it reports none.
 func childProcesses() []string {
-	self := os.Getpid()
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
 	var out []string
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == self {
-			continue
-		}
-		ppid, comm, state, ok := proctest.Stat(pid)
-		if ok && ppid == self {
-			out = append(out, fmt.Sprintf("%d (%s) state %s", pid, comm, state))
-		}
+	for _, p := range proctest.Children() {
+		out = append(out, proctest.Describe(p))
 	}
 	return out
 }
 
-// procStat reads a process's parent pid, command name and state from
-// /proc/PID/stat. The command name may hold spaces and parentheses, so the
-// fields are taken after the last ')'.
 // liveWorkerOfOurs reports whether pid is a worker process this test
 // binary started and that has not exited.
 func liveWorkerOfOurs(pid int) bool {

@@ -3,13 +3,13 @@ package integration
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/subinterp/subinterp/internal/proctest"
 	"github.com/subinterp/subinterp/interpreters"
 )
 
@@ -327,15 +327,10 @@ func TestRestartWithWarmSpares(t *testing.T) {
 }
 
 // restartChildPids returns the pids of this process's children.
-func restartChildPids(t *testing.T) map[int]bool {
-	t.Helper()
+func restartChildPids(*testing.T) map[int]bool {
 	out := map[int]bool{}
-	for _, c := range childProcesses() {
-		pid, err := strconv.Atoi(strings.Fields(c)[0])
-		if err != nil {
-			t.Fatalf("child process %q: %v", c, err)
-		}
-		out[pid] = true
+	for _, p := range proctest.Children() {
+		out[p] = true
 	}
 	return out
 }
@@ -344,10 +339,9 @@ func restartChildPids(t *testing.T) map[int]bool {
 func restartNewChildren(t *testing.T, before map[int]bool) []string {
 	t.Helper()
 	var out []string
-	for _, c := range childProcesses() {
-		pid, err := strconv.Atoi(strings.Fields(c)[0])
-		if err == nil && !before[pid] {
-			out = append(out, c)
+	for _, p := range proctest.Children() {
+		if !before[p] {
+			out = append(out, proctest.Describe(p))
 		}
 	}
 	return out
