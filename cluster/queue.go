@@ -187,12 +187,22 @@ func (qs *Queues) Delete(ctx context.Context, id int64) error {
 func (qs *Queues) Info(ctx context.Context, id int64) (QueueConfig, int, error) {
 	for {
 		tctx, cancel := context.WithTimeout(ctx, putTry)
-		cons, err := qs.js.Consumer(tctx, qs.stream(id), getters)
+		// The stream's last sequence is current once a put has returned,
+		// and the consumer's acknowledged floor once a get has; neither
+		// count alone is (the stream drops an acknowledged item, and the
+		// consumer counts a stored one, a moment later). Getters take
+		// items in order, one out at a time, so every item above the
+		// floor is still in the queue.
+		var cons jetstream.Consumer
+		st, err := qs.js.Stream(tctx, qs.stream(id))
+		if err == nil {
+			cons, err = st.Consumer(tctx, getters)
+		}
 		cancel()
 		switch {
 		case err == nil:
 			info := cons.CachedInfo()
-			return configOf(info.Config.Metadata), int(info.NumPending) + info.NumAckPending, nil
+			return configOf(info.Config.Metadata), int(st.CachedInfo().State.LastSeq - info.AckFloor.Stream), nil
 		case errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrConsumerNotFound):
 			return QueueConfig{}, 0, notFound(id)
 		case errors.Is(err, nats.ErrConnectionClosed) || !pause(ctx):
