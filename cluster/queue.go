@@ -1,10 +1,12 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -28,8 +30,15 @@ const (
 	getters     = "getters"
 	itemAckWait = 10 * time.Second
 	// getRound bounds one pull request; a blocking get asks again, so a
-	// dead server is noticed by the pull's heartbeat, not by this.
-	getRound = 30 * time.Second
+	// dead server is noticed by the pull's heartbeat (missed twice), not
+	// by this.
+	getRound     = 30 * time.Second
+	getHeartbeat = 2 * time.Second
+	// claimWait bounds how long a get tries to record its claim on an
+	// item while JetStream fails over (seconds); a claim it cannot settle
+	// in that time it counts as its own (see Queues).
+	claimWait = time.Minute
+	claimTTL  = time.Hour
 	// retryPause spaces the retries of a put or get while JetStream has
 	// no leader for the queue (a failover takes seconds).
 	retryPause = 100 * time.Millisecond
@@ -75,10 +84,23 @@ type QueueConfig struct {
 // holds a pull request that JetStream answers when an item is stored —
 // no polling. A getter acknowledges before it returns the item; if it
 // dies between being handed the item and the acknowledgement, the item
-// goes to the next getter after itemAckWait. So an item is never
-// dropped, and an item is handed out twice only when the first getter
-// died before its get returned, or could not have its acknowledgement
-// confirmed for itemAckWait (its server lost) and returned it anyway.
+// goes to the next getter after itemAckWait, so an item is never
+// dropped. A get whose wait ends while its pull request is still out
+// hands back (NAKs) an item that request brings, so the item goes to the
+// next getter at once rather than after itemAckWait.
+//
+// The consumer's acknowledgements alone cannot say which getter took an
+// item across a failover: a new consumer leader that never heard of a
+// delivery hands the item out again, and then confirms both getters'
+// acknowledgements. So with more than one replica every get also claims
+// its item in the cluster's claims bucket (a JetStream key-value bucket,
+// keyed by queue, stream sequence and store time), a write only one getter
+// can make; a getter that finds the claim another's acknowledges the item
+// and takes the next one. Claim and acknowledgement go out together, so a
+// get costs one replicated round trip, not two. An item is handed out
+// twice only when its claim could not be settled within claimWait (no
+// JetStream for a minute); it is dropped only with the getter's node, when
+// that node dies between the claim and the get's answer.
 //
 // A put into a full queue that may wait listens on C.q.ID.taken, where
 // every get announces that it took an item, and tries again then, or
@@ -93,6 +115,12 @@ type Queues struct {
 	// The putters known gone, and how this process tells whether one of
 	// its own node's interpreters lives (see Receive).
 	putters putters
+
+	claimsMu sync.Mutex
+	claimsKV jetstream.KeyValue // nil until the first claim
+
+	consMu sync.Mutex
+	cons   map[int64]jetstream.Consumer // by queue, as a get found it
 }
 
 // NewQueues keeps the queues of cluster in the JetStream nc reaches, each
@@ -105,7 +133,7 @@ func NewQueues(nc *nats.Conn, cluster string, replicas int) (*Queues, error) {
 	if replicas <= 0 {
 		replicas = 1
 	}
-	return &Queues{nc: nc, js: js, subj: Subjects{Cluster: cluster}, replicas: replicas}, nil
+	return &Queues{nc: nc, js: js, subj: Subjects{Cluster: cluster}, replicas: replicas, cons: map[int64]jetstream.Consumer{}}, nil
 }
 
 func (qs *Queues) stream(id int64) string { return qs.subj.Cluster + "_q_" + strconv.FormatInt(id, 10) }
@@ -167,6 +195,7 @@ const errCodeNoPeers jetstream.ErrorCode = 10005
 
 // Delete removes queue id and its items.
 func (qs *Queues) Delete(ctx context.Context, id int64) error {
+	qs.forget(id)
 	err := qs.js.DeleteStream(ctx, qs.stream(id))
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return notFound(id)
@@ -287,7 +316,10 @@ func (qs *Queues) Get(ctx context.Context, id int64, block bool) (QueueItem, err
 		msg, err := qs.next(ctx, cons, block)
 		switch {
 		case err == nil:
-			return qs.take(ctx, id, msg), nil
+			if it, ok := qs.take(ctx, id, msg); ok {
+				return it, nil
+			}
+			continue // another getter's claim: take the next item
 		case errors.Is(err, errEmpty):
 			return QueueItem{}, protocol.Errorf(protocol.CodeQueueEmpty, "queue %d is empty", id)
 		}
@@ -297,8 +329,11 @@ func (qs *Queues) Get(ctx context.Context, id int64, block bool) (QueueItem, err
 		if errors.Is(err, nats.ErrConnectionClosed) {
 			return QueueItem{}, unavailable("get from queue %d", id, err)
 		}
-		if isMissing(err) {
+		// A pull request into a queue deleted meanwhile goes unanswered
+		// (its heartbeat missed), so that failure asks too.
+		if isMissing(err) || errors.Is(err, jetstream.ErrNoHeartbeat) {
 			if _, _, ierr := qs.Info(ctx, id); isNotFound(ierr) {
+				qs.forget(id)
 				return QueueItem{}, ierr
 			}
 		}
@@ -308,13 +343,27 @@ func (qs *Queues) Get(ctx context.Context, id int64, block bool) (QueueItem, err
 	}
 }
 
-// consumer looks up the consumer of queue id's getters, asking again
-// while JetStream has no leader for it (a failover) until ctx ends.
+// consumer returns the consumer of queue id's getters, looked up once:
+// asking again while JetStream has no leader for it (a failover) until
+// ctx ends.
 func (qs *Queues) consumer(ctx context.Context, id int64) (jetstream.Consumer, error) {
+	qs.consMu.Lock()
+	cons := qs.cons[id]
+	qs.consMu.Unlock()
+	if cons != nil {
+		return cons, nil
+	}
 	for {
-		cons, err := qs.js.Consumer(ctx, qs.stream(id), getters)
+		// A request whose answer a failover lost never hears back, so
+		// each try has a bound.
+		tctx, cancel := context.WithTimeout(ctx, putTry)
+		cons, err := qs.js.Consumer(tctx, qs.stream(id), getters)
+		cancel()
 		switch {
 		case err == nil:
+			qs.consMu.Lock()
+			qs.cons[id] = cons
+			qs.consMu.Unlock()
 			return cons, nil
 		case errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrConsumerNotFound):
 			return nil, notFound(id)
@@ -328,10 +377,18 @@ func (qs *Queues) consumer(ctx context.Context, id int64) (jetstream.Consumer, e
 	}
 }
 
+// forget drops the consumer of queue id that consumer keeps, once the
+// queue may be gone.
+func (qs *Queues) forget(id int64) {
+	qs.consMu.Lock()
+	delete(qs.cons, id)
+	qs.consMu.Unlock()
+}
+
 var errEmpty = errors.New("empty")
 
-// next asks for one item: at once, or waiting (in rounds of getRound)
-// until ctx ends.
+// next asks for one item: at once, or waiting (in rounds of at most
+// getRound, none past ctx's deadline) until ctx ends.
 func (qs *Queues) next(ctx context.Context, cons jetstream.Consumer, block bool) (jetstream.Msg, error) {
 	if !block {
 		b, err := cons.FetchNoWait(1)
@@ -347,31 +404,68 @@ func (qs *Queues) next(ctx context.Context, cons jetstream.Consumer, block bool)
 		return nil, errEmpty
 	}
 	for {
-		rctx, cancel := context.WithTimeout(ctx, getRound)
-		msg, err := cons.Next(jetstream.FetchContext(rctx))
-		cancel()
-		if err == nil {
-			return msg, nil
+		wait := getRound
+		if d, ok := ctx.Deadline(); ok {
+			wait = min(wait, time.Until(d))
 		}
-		if ctx.Err() != nil {
+		if wait <= 0 || ctx.Err() != nil {
 			return nil, errEmpty
 		}
-		if !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+		opts := []jetstream.FetchOpt{jetstream.FetchMaxWait(wait)}
+		if wait > 2*getHeartbeat {
+			opts = append(opts, jetstream.FetchHeartbeat(getHeartbeat))
+		}
+		b, err := cons.Fetch(1, opts...)
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case msg, ok := <-b.Messages():
+			if ok {
+				return msg, nil
+			}
+		case <-ctx.Done():
+			// The pull request outlives this get on the server, and an
+			// item it brings would be out of reach for itemAckWait.
+			go handBack(b)
+			return nil, errEmpty
+		}
+		if err := b.Error(); err != nil {
 			return nil, err
 		}
 	}
 }
 
-// take acknowledges msg, waiting for JetStream to confirm it, and then
-// tells waiting putters there is room. An acknowledgement is sent again
-// while JetStream does not confirm it (a failover); one never confirmed
-// within itemAckWait may or may not have been applied, and the item is
-// returned all the same: handed out twice rather than dropped.
-func (qs *Queues) take(ctx context.Context, id int64, msg jetstream.Msg) QueueItem {
+// handBack NAKs the item a pull request whose get gave up brings, so
+// JetStream hands it to the next getter at once.
+func handBack(b jetstream.MessageBatch) {
+	for msg := range b.Messages() {
+		_ = msg.Nak()
+	}
+}
+
+// take claims msg for this get (with more than one replica) and
+// acknowledges it, waiting for JetStream to confirm both, and then tells
+// waiting putters there is room. It reports false, the item acknowledged
+// all the same, when another get holds the claim. An acknowledgement is
+// sent again while JetStream does not confirm it (a failover), for up to
+// itemAckWait: the claim, not the acknowledgement, says who has the item.
+func (qs *Queues) take(ctx context.Context, id int64, msg jetstream.Msg) (QueueItem, bool) {
+	owned := make(chan bool, 1)
+	if meta, err := msg.Metadata(); err == nil && qs.replicas > 1 {
+		// The store time tells apart the items of a queue made again.
+		key := fmt.Sprintf("%d.%d.%d", id, meta.Sequence.Stream, meta.Timestamp.UnixNano())
+		go func() { owned <- qs.claim(key) }()
+	} else {
+		owned <- true
+	}
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), itemAckWait)
 	for msg.DoubleAck(actx) != nil && pause(actx) {
 	}
 	cancel()
+	if !<-owned {
+		return QueueItem{}, false
+	}
 	_ = qs.nc.Publish(qs.taken(id), nil)
 	h := msg.Headers()
 	it := QueueItem{Data: msg.Data(), PutterNode: h.Get(HdrPutterNode)}
@@ -379,7 +473,58 @@ func (qs *Queues) take(ctx context.Context, id int64, msg jetstream.Msg) QueueIt
 	if m, err := strconv.Atoi(h.Get(HdrUnbound)); err == nil {
 		it.Unbound = protocol.UnboundMode(m)
 	}
-	return it
+	return it, true
+}
+
+// claim writes key into the claims bucket with a token of this get's
+// own, unless some get wrote it first; it reports whether the claim is
+// this get's. A write whose answer was lost is settled by reading the
+// key back. A claim not settled within claimWait counts as this get's:
+// the item is then handed out twice rather than dropped.
+func (qs *Queues) claim(key string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), claimWait)
+	defer cancel()
+	token := []byte(nuid.Next())
+	for {
+		tctx, tcancel := context.WithTimeout(ctx, putTry)
+		kv, err := qs.claims(tctx)
+		if err == nil {
+			if _, err = kv.Create(tctx, key, token); err == nil {
+				tcancel()
+				return true
+			}
+			if errors.Is(err, jetstream.ErrKeyExists) {
+				var e jetstream.KeyValueEntry
+				if e, err = kv.Get(tctx, key); err == nil {
+					tcancel()
+					return bytes.Equal(e.Value(), token)
+				}
+			}
+		}
+		tcancel()
+		if errors.Is(err, nats.ErrConnectionClosed) || !pause(ctx) {
+			return true
+		}
+	}
+}
+
+// claims returns the cluster's claims bucket, making it the first time.
+// Its keys live claimTTL, far longer than any redelivery of an item.
+func (qs *Queues) claims(ctx context.Context) (jetstream.KeyValue, error) {
+	qs.claimsMu.Lock()
+	defer qs.claimsMu.Unlock()
+	if qs.claimsKV != nil {
+		return qs.claimsKV, nil
+	}
+	kv, err := qs.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: qs.subj.Cluster + "_claims", TTL: claimTTL,
+		Storage: jetstream.FileStorage, Replicas: qs.replicas,
+	})
+	if err != nil {
+		return nil, err
+	}
+	qs.claimsKV = kv
+	return kv, nil
 }
 
 // pause waits retryPause, or less if ctx ends; it reports whether ctx

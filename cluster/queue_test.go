@@ -262,3 +262,104 @@ func TestQueuesItemOfDeadGetterGoesToNext(t *testing.T) {
 		}
 	}
 }
+
+// A blocking get that gives up leaves its pull request with JetStream;
+// the item that request brings goes to the next getter at once, not
+// after the acknowledgement wait (itemAckWait, 10 s).
+func TestQueuesEndedGetHandsItemBack(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), hang)
+	defer cancel()
+	nc := jetStream(t)
+	qs := newQueues(t, nc, 1)
+	if err := qs.Create(ctx, 6, cluster.QueueConfig{Unbound: protocol.UnboundReplace}); err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		gctx, stop := context.WithCancel(ctx)
+		got := make(chan error, 1)
+		go func() {
+			_, err := qs.Get(gctx, 6, true)
+			got <- err
+		}()
+		// Wait for the get's pull request to reach JetStream.
+		for waiting := 0; waiting == 0; {
+			cons, err := js.Consumer(ctx, "qt_q_6", "getters")
+			if err != nil {
+				t.Fatal(err)
+			}
+			waiting = cons.CachedInfo().NumWaiting
+		}
+		stop()
+		if err := <-got; code(err) != protocol.CodeQueueEmpty {
+			t.Fatalf("the ended get: %v, want queue_empty", err)
+		}
+		if err := qs.Put(ctx, 6, item(i), false); err != nil {
+			t.Fatal(err)
+		}
+		soon, stopSoon := context.WithTimeout(ctx, 5*time.Second)
+		it, err := qs.Get(soon, 6, true)
+		stopSoon()
+		if err != nil || string(it.Data) != fmt.Sprint(i) {
+			t.Fatalf("get after an ended get: %q, %v", it.Data, err)
+		}
+	}
+}
+
+// With more than one replica a get claims its item; an item another get
+// has claimed (as when a new consumer leader hands out again an item it
+// never heard was delivered) is acknowledged and passed over, not handed
+// out twice.
+func TestQueuesClaimedItemPassedOver(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three NATS servers")
+	}
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), hang)
+	defer cancel()
+	servers := startJetStreamCluster(t)
+	nc := connect(t, servers[0])
+	qs := newQueues(t, nc, 3)
+	createWhenReady(t, qs, 7, cluster.QueueConfig{Unbound: protocol.UnboundReplace})
+	for i := range 2 {
+		if err := qs.Put(ctx, 7, item(i), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The first get makes the claims bucket.
+	if it, err := qs.Get(ctx, 7, false); err != nil || string(it.Data) != "0" {
+		t.Fatalf("first get: %q, %v", it.Data, err)
+	}
+	if err := qs.Put(ctx, 7, item(2), false); err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctx, "qt_q_7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := st.GetMsg(ctx, 2)
+	if err != nil || string(m.Data) != "1" {
+		t.Fatalf("item 1 in the stream: %v", err)
+	}
+	kv, err := js.KeyValue(ctx, "qt_claims")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Create(ctx, fmt.Sprintf("7.2.%d", m.Time.UnixNano()), []byte("another get")); err != nil {
+		t.Fatal(err)
+	}
+	if it, err := qs.Get(ctx, 7, false); err != nil || string(it.Data) != "2" {
+		t.Fatalf("get past the claimed item: %q, %v, want item 2", it.Data, err)
+	}
+	if _, n, err := qs.Info(ctx, 7); err != nil || n != 0 {
+		t.Fatalf("queue after: %d items, %v; want 0", n, err)
+	}
+}
