@@ -71,6 +71,8 @@
 //	 → Queues.Receive ── PULL C_q_ID/getters ──→ JetStream (replicas)
 //	   ← the item, once stored ───────────────── (a waiting pull is
 //	   ── ACK, confirmed; PUB C.q.ID.taken ───→   answered on store)
+//	   ── with replicas: CREATE key in the ────→ KV C_claims (only one
+//	      claims bucket, beside the ACK           get's write succeeds)
 //	   item put by an interpreter of node M:
 //	   ── REQ C.node.M.alive ──────────────────→ node M: does it live?
 //
