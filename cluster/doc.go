@@ -68,13 +68,18 @@
 //	interpreter (Lua q:get())                  client (Queue.Get)
 //	 → worker → protocol → supervisor           → clusterBackend
 //	 → QueueStore of node N (node package)      → Queues.Receive
-//	 → Queues.Receive ── PULL C_q_ID/getters ──→ JetStream (replicas)
+//	 → Queues.ReceiveToHand ─ PULL C_q_ID/getters → JetStream (replicas)
 //	   ← the item, once stored ───────────────── (a waiting pull is
-//	   ── ACK, confirmed; PUB C.q.ID.taken ───→   answered on store)
+//	                                               answered on store)
 //	   ── with replicas: CREATE key in the ────→ KV C_claims (only one
-//	      claims bucket, beside the ACK           get's write succeeds)
+//	      claims bucket, naming N's claimant      get's write succeeds;
+//	      subject (a client's get: beside the     a claim whose claimant
+//	      ACK, naming none)                       is gone is taken over)
 //	   item put by an interpreter of node M:
 //	   ── REQ C.node.M.alive ──────────────────→ node M: does it live?
+//	 ← supervisor writes the item to the worker
+//	   ── ACK, confirmed; PUB C.q.ID.taken ───→ JetStream
+//	 the worker's next request is read only now
 //
 // A queue's stream is never deleted by the cluster: handles to it are
 // spread over clients and nodes that nothing counts, and deleting it

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -82,12 +81,14 @@ type QueueConfig struct {
 // The consumer allows one item out at a time (MaxAckPending 1), so items
 // leave in order even across competing getters, and a getter waiting
 // holds a pull request that JetStream answers when an item is stored —
-// no polling. A getter acknowledges before it returns the item; if it
-// dies between being handed the item and the acknowledgement, the item
-// goes to the next getter after itemAckWait, so an item is never
-// dropped. A get whose wait ends while its pull request is still out
-// hands back (NAKs) an item that request brings, so the item goes to the
-// next getter at once rather than after itemAckWait.
+// no polling. An item handed out and never acknowledged (its getter's
+// process died) goes to the next getter after itemAckWait, so an item is
+// never dropped. A Get acknowledges its item before it returns it; a Take
+// (a node's get for one of its interpreters) only once the item has
+// reached the interpreter, so a node lost in the middle of a get leaves
+// its item to the next getter. A get whose wait ends while its pull
+// request is still out hands back (NAKs) an item that request brings, so
+// the item goes to the next getter at once rather than after itemAckWait.
 //
 // The consumer's acknowledgements alone cannot say which getter took an
 // item across a failover: a new consumer leader that never heard of a
@@ -96,11 +97,14 @@ type QueueConfig struct {
 // its item in the cluster's claims bucket (a JetStream key-value bucket,
 // keyed by queue, stream sequence and store time), a write only one getter
 // can make; a getter that finds the claim another's acknowledges the item
-// and takes the next one. Claim and acknowledgement go out together, so a
-// get costs one replicated round trip, not two. An item is handed out
-// twice only when its claim could not be settled within claimWait (no
-// JetStream for a minute); it is dropped only with the getter's node, when
-// that node dies between the claim and the get's answer.
+// and takes the next one — unless the claim was a Take's whose process is
+// gone or gave the item back (it is asked on its claimant subject), which
+// the getter then takes over. A Get sends its claim and acknowledgement
+// together, so it costs one replicated round trip; a Take claims first and
+// acknowledges after, two. An item is handed out twice only when its
+// claim could not be settled within claimWait (no JetStream for a minute),
+// or when a Take's process dies after its getter had the item and before
+// the acknowledgement — and then that getter died with it.
 //
 // A put into a full queue that may wait listens on C.q.ID.taken, where
 // every get announces that it took an item, and tries again then, or
@@ -118,6 +122,7 @@ type Queues struct {
 
 	claimsMu sync.Mutex
 	claimsKV jetstream.KeyValue // nil until the first claim
+	claimant claimant
 
 	consMu sync.Mutex
 	cons   map[int64]jetstream.Consumer // by queue, as a get found it
@@ -304,41 +309,58 @@ func (qs *Queues) Put(ctx context.Context, id int64, it QueueItem, block bool) e
 	}
 }
 
-// Get takes the item at the head of queue id. An empty queue fails with
-// CodeQueueEmpty at once, or, with block, when ctx ends first; a waiting
-// get holds a pull request JetStream answers when an item is stored.
+// Get takes the item at the head of queue id, for a getter in this
+// process. An empty queue fails with CodeQueueEmpty at once, or, with
+// block, when ctx ends first; a waiting get holds a pull request
+// JetStream answers when an item is stored.
 func (qs *Queues) Get(ctx context.Context, id int64, block bool) (QueueItem, error) {
+	it, _, err := qs.get(ctx, id, block, false)
+	return it, err
+}
+
+// Take takes the item at the head of queue id as Get does, for a getter
+// this process hands it to (an interpreter of its node): the item stays
+// the queue's, claimed by this process, until settle is called — with
+// true once the item has reached its getter, which removes it for good,
+// or with false, which gives it to the next getter. If this process dies
+// before, the item goes to the next getter: a get in progress on a lost
+// node never drops its item.
+func (qs *Queues) Take(ctx context.Context, id int64, block bool) (it QueueItem, settle func(handed bool), err error) {
+	return qs.get(ctx, id, block, true)
+}
+
+func (qs *Queues) get(ctx context.Context, id int64, block, hand bool) (QueueItem, func(bool), error) {
 	cons, err := qs.consumer(ctx, id)
 	if err != nil {
-		return QueueItem{}, err
+		return QueueItem{}, nil, err
 	}
 	for {
 		msg, err := qs.next(ctx, cons, block)
 		switch {
 		case err == nil:
-			if it, ok := qs.take(ctx, id, msg); ok {
-				return it, nil
+			if it, settle, ok := qs.take(ctx, id, msg, hand); ok {
+				return it, settle, nil
 			}
 			continue // another getter's claim: take the next item
 		case errors.Is(err, errEmpty):
-			return QueueItem{}, protocol.Errorf(protocol.CodeQueueEmpty, "queue %d is empty", id)
+			return QueueItem{}, nil, protocol.Errorf(protocol.CodeQueueEmpty, "queue %d is empty", id)
 		}
 		if ctx.Err() != nil {
-			return QueueItem{}, protocol.Errorf(protocol.CodeQueueEmpty, "queue %d is empty", id)
+			return QueueItem{}, nil, protocol.Errorf(protocol.CodeQueueEmpty, "queue %d is empty", id)
 		}
 		if errors.Is(err, nats.ErrConnectionClosed) {
-			return QueueItem{}, unavailable("get from queue %d", id, err)
+			return QueueItem{}, nil, unavailable("get from queue %d", id, err)
 		}
 		// A pull request into a queue deleted meanwhile goes unanswered
 		// (its heartbeat missed), so that failure asks too.
 		if isMissing(err) || errors.Is(err, jetstream.ErrNoHeartbeat) {
 			if _, _, ierr := qs.Info(ctx, id); isNotFound(ierr) {
 				qs.forget(id)
-				return QueueItem{}, ierr
+				return QueueItem{}, nil, ierr
 			}
 		}
 		if !pause(ctx) {
-			return QueueItem{}, protocol.Errorf(protocol.CodeQueueEmpty, "queue %d is empty", id)
+			return QueueItem{}, nil, protocol.Errorf(protocol.CodeQueueEmpty, "queue %d is empty", id)
 		}
 	}
 }
@@ -445,86 +467,89 @@ func handBack(b jetstream.MessageBatch) {
 }
 
 // take claims msg for this get (with more than one replica) and
-// acknowledges it, waiting for JetStream to confirm both, and then tells
-// waiting putters there is room. It reports false, the item acknowledged
-// all the same, when another get holds the claim. An acknowledgement is
-// sent again while JetStream does not confirm it (a failover), for up to
-// itemAckWait: the claim, not the acknowledgement, says who has the item.
-func (qs *Queues) take(ctx context.Context, id int64, msg jetstream.Msg) (QueueItem, bool) {
-	owned := make(chan bool, 1)
+// acknowledges it, and then tells waiting putters there is room; with
+// hand, it leaves the acknowledgement to the settle function it returns.
+// It reports false, the item acknowledged all the same, when another get
+// holds the claim.
+//
+// Get's claim and acknowledgement go out together, so that a get costs
+// one replicated round trip; a Take's claim must be settled before its
+// item is handed on, and its acknowledgement wait until the item has
+// reached its getter.
+func (qs *Queues) take(ctx context.Context, id int64, msg jetstream.Msg, hand bool) (QueueItem, func(bool), bool) {
+	var key, subject string
 	if meta, err := msg.Metadata(); err == nil && qs.replicas > 1 {
 		// The store time tells apart the items of a queue made again.
-		key := fmt.Sprintf("%d.%d.%d", id, meta.Sequence.Stream, meta.Timestamp.UnixNano())
-		go func() { owned <- qs.claim(key) }()
-	} else {
-		owned <- true
+		key = fmt.Sprintf("%d.%d.%d", id, meta.Sequence.Stream, meta.Timestamp.UnixNano())
 	}
+	if hand && key != "" {
+		var err error
+		if subject, err = qs.claimantSubject(); err != nil {
+			// No claimant subject: claim as a Get does, so that the item
+			// is never handed out twice by this process's claim.
+			subject = ""
+		}
+	}
+	it := itemOf(msg)
+	if !hand {
+		owned := make(chan bool, 1)
+		if key != "" {
+			go func() { ok, _ := qs.claim(key, ""); owned <- ok }()
+		} else {
+			owned <- true
+		}
+		qs.ack(ctx, id, msg)
+		if !<-owned {
+			return QueueItem{}, nil, false
+		}
+		return it, nil, true
+	}
+	var rev uint64
+	if key != "" {
+		var owned bool
+		if owned, rev = qs.claim(key, subject); !owned {
+			qs.ack(ctx, id, msg)
+			return QueueItem{}, nil, false
+		}
+	}
+	var once sync.Once
+	settle := func(handed bool) {
+		once.Do(func() {
+			if handed {
+				qs.ack(ctx, id, msg)
+				return
+			}
+			if key != "" {
+				qs.giveBack(key)
+			}
+			_ = msg.Nak()
+			qs.unclaim(key, rev)
+		})
+	}
+	return it, settle, true
+}
+
+// ack acknowledges msg, waiting for JetStream to confirm it, and tells
+// waiting putters of queue id there is room. It is sent again while
+// JetStream does not confirm it (a failover), for up to itemAckWait: the
+// claim, not the acknowledgement, says who has the item.
+func (qs *Queues) ack(ctx context.Context, id int64, msg jetstream.Msg) {
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), itemAckWait)
 	for msg.DoubleAck(actx) != nil && pause(actx) {
 	}
 	cancel()
-	if !<-owned {
-		return QueueItem{}, false
-	}
 	_ = qs.nc.Publish(qs.taken(id), nil)
+}
+
+// itemOf is the item msg carries.
+func itemOf(msg jetstream.Msg) QueueItem {
 	h := msg.Headers()
 	it := QueueItem{Data: msg.Data(), PutterNode: h.Get(HdrPutterNode)}
 	it.Putter, _ = strconv.ParseInt(h.Get(HdrPutter), 10, 64)
 	if m, err := strconv.Atoi(h.Get(HdrUnbound)); err == nil {
 		it.Unbound = protocol.UnboundMode(m)
 	}
-	return it, true
-}
-
-// claim writes key into the claims bucket with a token of this get's
-// own, unless some get wrote it first; it reports whether the claim is
-// this get's. A write whose answer was lost is settled by reading the
-// key back. A claim not settled within claimWait counts as this get's:
-// the item is then handed out twice rather than dropped.
-func (qs *Queues) claim(key string) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), claimWait)
-	defer cancel()
-	token := []byte(nuid.Next())
-	for {
-		tctx, tcancel := context.WithTimeout(ctx, putTry)
-		kv, err := qs.claims(tctx)
-		if err == nil {
-			if _, err = kv.Create(tctx, key, token); err == nil {
-				tcancel()
-				return true
-			}
-			if errors.Is(err, jetstream.ErrKeyExists) {
-				var e jetstream.KeyValueEntry
-				if e, err = kv.Get(tctx, key); err == nil {
-					tcancel()
-					return bytes.Equal(e.Value(), token)
-				}
-			}
-		}
-		tcancel()
-		if errors.Is(err, nats.ErrConnectionClosed) || !pause(ctx) {
-			return true
-		}
-	}
-}
-
-// claims returns the cluster's claims bucket, making it the first time.
-// Its keys live claimTTL, far longer than any redelivery of an item.
-func (qs *Queues) claims(ctx context.Context) (jetstream.KeyValue, error) {
-	qs.claimsMu.Lock()
-	defer qs.claimsMu.Unlock()
-	if qs.claimsKV != nil {
-		return qs.claimsKV, nil
-	}
-	kv, err := qs.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: qs.subj.Cluster + "_claims", TTL: claimTTL,
-		Storage: jetstream.FileStorage, Replicas: qs.replicas,
-	})
-	if err != nil {
-		return nil, err
-	}
-	qs.claimsKV = kv
-	return kv, nil
+	return it
 }
 
 // pause waits retryPause, or less if ctx ends; it reports whether ctx

@@ -96,7 +96,8 @@ func createWhenReady(t testing.TB, qs *cluster.Queues, id int64, c cluster.Queue
 }
 
 // BenchmarkQueueHandOff: a put to a get waiting for it, on a cluster-wide
-// queue with one and with three replicas, beside a local runtime's queue.
+// queue with one and with three replicas, beside a local runtime's queue;
+// -take is a node's get for its interpreter (Take, settled at once).
 func BenchmarkQueueHandOff(b *testing.B) {
 	b.Run("local", func(b *testing.B) {
 		rt := interpreters.New()
@@ -118,9 +119,19 @@ func BenchmarkQueueHandOff(b *testing.B) {
 			qs := newQueues(b, nc, r)
 			createWhenReady(b, qs, 1, cluster.QueueConfig{Unbound: protocol.UnboundReplace})
 			ctx := context.Background()
-			handoffbench.Run(b,
-				func(i int) error { return qs.Put(ctx, 1, cluster.QueueItem{Data: []byte{byte(i)}}, true) },
-				func() (any, error) { return qs.Get(ctx, 1, true) })
+			put := func(i int) error { return qs.Put(ctx, 1, cluster.QueueItem{Data: []byte{byte(i)}}, true) }
+			b.Run("get", func(b *testing.B) {
+				handoffbench.Run(b, put, func() (any, error) { return qs.Get(ctx, 1, true) })
+			})
+			b.Run("take", func(b *testing.B) {
+				handoffbench.Run(b, put, func() (any, error) {
+					it, settle, err := qs.Take(ctx, 1, true)
+					if err == nil {
+						settle(true)
+					}
+					return it, err
+				})
+			})
 		})
 	}
 }

@@ -73,3 +73,7 @@ func (s Subjects) Bye() string { return s.Cluster + ".bye" }
 
 // IDBucket is the JetStream key-value bucket that shares out ID blocks.
 func (s Subjects) IDBucket() string { return s.Cluster + "_ids" }
+
+// Claimant is where the process that made claims under id answers whether
+// it still holds the item of a claim (see Queues).
+func (s Subjects) Claimant(id string) string { return s.Cluster + ".claimant." + id }

@@ -21,11 +21,14 @@ type putters struct {
 
 // SetLocal tells qs that this process is node self, where exists says
 // whether an interpreter lives: its own putters are asked about there,
-// not over NATS.
+// not over NATS. A node's gets are Takes (see ReceiveToHand).
 func (qs *Queues) SetLocal(self string, exists func(id int64) bool) {
 	qs.putters.mu.Lock()
-	defer qs.putters.mu.Unlock()
 	qs.putters.self, qs.putters.exists = self, exists
+	qs.putters.mu.Unlock()
+	// The node's claims name its claimant subject: subscribed now, it has
+	// reached every NATS server long before another getter asks there.
+	_, _ = qs.claimantSubject()
 }
 
 // Receive takes the item at the head of queue id as Get does, with the
@@ -36,30 +39,48 @@ func (qs *Queues) SetLocal(self string, exists func(id int64) bool) {
 // lost, and an interpreter of a lost node is gone too (the node fences
 // itself). The modes are applied when an item is taken, so until then a
 // gone putter's UnboundRemove items still count in the queue's size.
+// Receive is for a getter in this process, as Get is.
 func (qs *Queues) Receive(ctx context.Context, id int64, block bool) (data []byte, unbound bool, err error) {
+	data, unbound, _, err = qs.receive(ctx, id, block, false)
+	return data, unbound, err
+}
+
+// ReceiveToHand receives as Receive does for a getter this process hands
+// the item to, which is settled as Take's is.
+func (qs *Queues) ReceiveToHand(ctx context.Context, id int64, block bool) (data []byte, unbound bool, settle func(handed bool), err error) {
+	return qs.receive(ctx, id, block, true)
+}
+
+func (qs *Queues) receive(ctx context.Context, id int64, block, hand bool) ([]byte, bool, func(bool), error) {
 	for {
-		it, err := qs.Get(ctx, id, block)
+		it, settle, err := qs.get(ctx, id, block, hand)
+		if settle == nil {
+			settle = func(bool) {}
+		}
 		if err != nil {
-			return nil, false, err
+			return nil, false, nil, err
 		}
 		if it.Putter == 0 || !qs.gone(ctx, it.PutterNode, it.Putter) {
-			return it.Data, false, nil
+			return it.Data, false, settle, nil
 		}
 		mode := it.Unbound
 		if mode == 0 {
 			c, _, err := qs.Info(context.WithoutCancel(ctx), id)
 			if err != nil {
-				return nil, false, err
+				settle(false)
+				return nil, false, nil, err
 			}
 			mode = c.Unbound
 		}
 		switch mode {
 		case protocol.UnboundRemove:
+			settle(true)
 			continue
 		case protocol.UnboundError:
-			return nil, false, protocol.Errorf(protocol.CodeItemDestroyed, "item's interpreter %d was destroyed", it.Putter)
+			settle(true)
+			return nil, false, nil, protocol.Errorf(protocol.CodeItemDestroyed, "item's interpreter %d was destroyed", it.Putter)
 		}
-		return nil, true, nil
+		return nil, true, settle, nil
 	}
 }
 

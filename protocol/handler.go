@@ -27,6 +27,20 @@ func Handle[P any](f func(ctx context.Context, p *P) (any, error)) Handler {
 	}
 }
 
+// Ended reports why ctx has ended, nil while it runs. A deadline that has
+// passed counts though its timer has not fired yet: on a loaded machine
+// that can take milliseconds, and a wait that ended at its deadline must
+// say so rather than look like an answer.
+func Ended(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
 // WithTimeout bounds ctx by a request's TimeoutNs, the time its caller has
 // left; 0 means no bound of its own, and ctx is returned as it is.
 func WithTimeout(ctx context.Context, ns int64) (context.Context, context.CancelFunc) {

@@ -31,8 +31,8 @@ func (s *Supervisor) callbacks(from int64) map[string]protocol.Handler {
 		protocol.MethodQueuePut: protocol.Handle(func(ctx context.Context, p *protocol.QueuePutParams) (any, error) {
 			ctx, stop := untilCallDeadline(ctx)
 			defer stop()
-			if over(ctx) { // the call is over: its caller saw it fail
-				return nil, protocol.QueueWaitEnded(p.ID, protocol.CodeQueueFull, overErr(ctx))
+			if cause := protocol.Ended(ctx); cause != nil { // the call is over: its caller saw it fail
+				return nil, protocol.QueueWaitEnded(p.ID, protocol.CodeQueueFull, cause)
 			}
 			ctx, cancel := protocol.WithTimeout(ctx, p.TimeoutNs)
 			defer cancel()
@@ -41,8 +41,8 @@ func (s *Supervisor) callbacks(from int64) map[string]protocol.Handler {
 		protocol.MethodQueueGet: protocol.Handle(func(ctx context.Context, p *protocol.QueueGetParams) (any, error) {
 			ctx, stop := untilCallDeadline(ctx)
 			defer stop()
-			if over(ctx) { // the call is over: its caller saw it fail
-				return nil, protocol.QueueWaitEnded(p.ID, protocol.CodeQueueEmpty, overErr(ctx))
+			if cause := protocol.Ended(ctx); cause != nil { // the call is over: its caller saw it fail
+				return nil, protocol.QueueWaitEnded(p.ID, protocol.CodeQueueEmpty, cause)
 			}
 			ctx, cancel := protocol.WithTimeout(ctx, p.TimeoutNs)
 			defer cancel()
@@ -51,7 +51,19 @@ func (s *Supervisor) callbacks(from int64) map[string]protocol.Handler {
 				if err != nil {
 					return nil, err
 				}
-				return &protocol.QueueGetResult{Unbound: item.Unbound, Value: item.Data}, nil
+				res := &protocol.QueueGetResult{Unbound: item.Unbound, Value: item.Data}
+				// The item stays the store's until the worker has it: if
+				// this process dies before, the store hands it to another
+				// getter. The call's next request is read only after the
+				// item is settled, so what the script does next sees it
+				// gone from the queue.
+				respond, ok := ctx.Value(respondKey{}).(func(any) bool)
+				if !ok {
+					item.Settle(true)
+					return res, nil
+				}
+				item.Settle(respond(res))
+				return nil, errAnswered
 			}
 			var answer func([]byte) bool
 			if respond, ok := ctx.Value(respondKey{}).(func(any) bool); ok {

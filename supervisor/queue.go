@@ -6,7 +6,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/subinterp/subinterp/protocol"
 )
@@ -62,6 +61,11 @@ type QueueItem struct {
 	Data []byte
 	// Unbound is true for an UnboundReplace item whose interpreter is gone.
 	Unbound bool
+	// Settle, set only by a QueueStore, finishes the get: the item stays
+	// the store's until Settle(true) says it has reached its getter, and
+	// Settle(false) gives it to the next getter. The supervisor settles
+	// every item a store gives it; its own callers never see Settle.
+	Settle func(handed bool)
 }
 
 // QueueInfo describes a queue.
@@ -134,7 +138,7 @@ func (q *queue) claimParked() *parkedGet {
 		return nil
 	}
 	for i, pg := range q.parked {
-		if over(pg.ctx) {
+		if protocol.Ended(pg.ctx) != nil {
 			continue
 		}
 		if pg.taken.CompareAndSwap(false, true) {
@@ -273,11 +277,11 @@ func (q *queue) put(ctx context.Context, set *queueSet, p PutRequest, refs []int
 		q.stopWaiting()
 		// Room and the end of ctx can come together: a putter that gave
 		// up (or whose worker died) must not put after all.
-		if !over(ctx) {
+		if protocol.Ended(ctx) == nil {
 			continue
 		}
 		set.releaseRefs(refs)
-		return protocol.QueueWaitEnded(q.id, protocol.CodeQueueFull, overErr(ctx))
+		return protocol.QueueWaitEnded(q.id, protocol.CodeQueueFull, protocol.Ended(ctx))
 	}
 }
 
@@ -339,7 +343,7 @@ func (q *queue) get(ctx context.Context, set *queueSet, g GetRequest) (QueueItem
 				<-pg.done
 				return QueueItem{}, errAnswered
 			}
-			if !over(ctx) {
+			if protocol.Ended(ctx) == nil {
 				continue
 			}
 		case <-ctx.Done():
@@ -348,26 +352,6 @@ func (q *queue) get(ctx context.Context, set *queueSet, g GetRequest) (QueueItem
 				return QueueItem{}, errAnswered
 			}
 		}
-		return QueueItem{}, protocol.QueueWaitEnded(q.id, protocol.CodeQueueEmpty, overErr(ctx))
+		return QueueItem{}, protocol.QueueWaitEnded(q.id, protocol.CodeQueueEmpty, protocol.Ended(ctx))
 	}
-}
-
-// over reports whether ctx has ended, counting a deadline that has passed
-// though its timer has not fired yet: on a loaded machine that can take
-// milliseconds, and a get or put whose call is past its deadline must not
-// take or leave an item meanwhile.
-func over(ctx context.Context) bool {
-	if ctx.Err() != nil {
-		return true
-	}
-	d, ok := ctx.Deadline()
-	return ok && !time.Now().Before(d)
-}
-
-// overErr is why ctx is over.
-func overErr(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return context.DeadlineExceeded
 }

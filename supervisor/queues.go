@@ -93,7 +93,13 @@ func (s *Supervisor) QueuePut(ctx context.Context, p PutRequest) error {
 func (s *Supervisor) QueueGet(ctx context.Context, g GetRequest) (QueueItem, error) {
 	g.by, g.answer = 0, nil
 	if s.stored() {
-		return s.storeGet(ctx, g.Queue, g.Block, 0)
+		it, err := s.storeGet(ctx, g.Queue, g.Block, 0)
+		if err == nil {
+			// The host's caller has the item once QueueGet returns.
+			it.Settle(true)
+			it.Settle = nil
+		}
+		return it, err
 	}
 	return s.qs.get(ctx, g)
 }

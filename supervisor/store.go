@@ -28,7 +28,9 @@ type QueueStore interface {
 	// QueueGet takes the oldest item, with the unbound mode of an item
 	// whose putter is gone applied: an UnboundRemove item is skipped, an
 	// UnboundReplace one comes back Unbound. With block it waits while
-	// the queue is empty until ctx ends.
+	// the queue is empty until ctx ends. A store that must know whether
+	// the item reached its getter (a worker's get goes on after QueueGet
+	// returns) sets its Settle.
 	QueueGet(ctx context.Context, id int64, block bool) (QueueItem, error)
 }
 
@@ -79,7 +81,8 @@ func (s *Supervisor) storePut(ctx context.Context, p PutRequest) error {
 }
 
 // storeGet takes an item for interpreter by (0: the host) from a queue of
-// the store, and hands it the queues inside.
+// the store, and hands it the queues inside. The item's Settle is never
+// nil: the caller settles it.
 func (s *Supervisor) storeGet(ctx context.Context, id int64, block bool, by int64) (QueueItem, error) {
 	it, err := s.cfg.Queues.QueueGet(ctx, id, block)
 	if err != nil {
@@ -87,6 +90,9 @@ func (s *Supervisor) storeGet(ctx context.Context, id int64, block bool, by int6
 	}
 	if !it.Unbound && by != 0 {
 		s.qs.hold(by, protocol.QueueIDs(it.Data)...)
+	}
+	if it.Settle == nil {
+		it.Settle = func(bool) {}
 	}
 	return it, nil
 }
@@ -97,8 +103,8 @@ func waitEnded(ctx context.Context, id int64, code protocol.Code, err error) err
 	if err == nil {
 		return nil
 	}
-	if pe := protocol.AsError(err); pe.Code == code && over(ctx) {
-		return protocol.QueueWaitEnded(id, code, overErr(ctx))
+	if cause := protocol.Ended(ctx); cause != nil && protocol.AsError(err).Code == code {
+		return protocol.QueueWaitEnded(id, code, cause)
 	}
 	return err
 }

@@ -47,11 +47,11 @@ func (s *queueStore) QueuePut(ctx context.Context, p supervisor.PutRequest) erro
 }
 
 func (s *queueStore) QueueGet(ctx context.Context, id int64, block bool) (supervisor.QueueItem, error) {
-	data, unbound, err := s.qs.Receive(ctx, id, block)
+	data, unbound, settle, err := s.qs.ReceiveToHand(ctx, id, block)
 	if err != nil {
 		return supervisor.QueueItem{}, err
 	}
-	return supervisor.QueueItem{Data: data, Unbound: unbound}, nil
+	return supervisor.QueueItem{Data: data, Unbound: unbound, Settle: settle}, nil
 }
 
 // answerAlive tells whoever took an item this node's interpreter put
