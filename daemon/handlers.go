@@ -117,14 +117,16 @@ func (c *conn) handlers(notify notifier) map[string]protocol.Handler {
 		protocol.ControlQueueGet: protocol.Handle(func(ctx context.Context, p *protocol.QueueGetParams) (any, error) {
 			ctx, cancel := protocol.WithTimeout(ctx, p.TimeoutNs)
 			defer cancel()
-			item, err := sup.QueueGet(ctx, supervisor.GetRequest{Queue: p.ID, Block: p.Block})
+			item, err := sup.QueueGet(ctx, supervisor.GetRequest{Queue: p.ID, Block: p.Block, Settles: true})
 			if err != nil {
 				return nil, err
 			}
 			if !item.Unbound {
 				c.credit(protocol.QueueIDs(item.Data))
 			}
-			return &protocol.QueueGetResult{Unbound: item.Unbound, Value: item.Data}, nil
+			// An item of a cluster's queue leaves it only once the answer
+			// is written: a node lost before leaves it to the next getter.
+			return &protocol.Then{Result: &protocol.QueueGetResult{Unbound: item.Unbound, Value: item.Data}, After: item.Settle}, nil
 		}),
 		protocol.ControlQueueRetain: protocol.Handle(func(_ context.Context, p *protocol.IDParams) (any, error) {
 			if err := sup.RetainQueue(p.ID); err != nil {

@@ -54,10 +54,12 @@ func (c *CallConn) Request(id uint32, method string, params any) error {
 // Respond writes a response: rerr, or the result. A response that cannot
 // be encoded, or is too large for a frame, is answered with an error
 // saying so, so the request is never left without an answer.
-func (c *CallConn) Respond(id uint32, rerr *Error, result any) error {
+func (c *CallConn) Respond(id uint32, rerr *Error, result any) (err error) {
+	result, after := Unwrap(result)
+	defer func() { after(err == nil && rerr == nil) }()
 	fe := getEncoder()
 	defer putEncoder(fe)
-	err := fe.response(id, rerr, result)
+	err = fe.response(id, rerr, result)
 	if err == nil {
 		var frame []byte
 		if frame, err = fe.finish(); err == nil {

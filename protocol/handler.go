@@ -27,6 +27,24 @@ func Handle[P any](f func(ctx context.Context, p *P) (any, error)) Handler {
 	}
 }
 
+// Then is a handler's result that must learn whether its answer went
+// out: the server writes Result as the answer and then calls After with
+// whether the write succeeded. A queue get served for a client answers
+// with one, so that an item leaves its store only once it is on its way.
+type Then struct {
+	Result any
+	After  func(sent bool)
+}
+
+// Unwrap splits a handler's result into the answer to write and what to
+// call once it is written (a no-op unless res is a *Then).
+func Unwrap(res any) (answer any, after func(sent bool)) {
+	if t, ok := res.(*Then); ok {
+		return t.Result, t.After
+	}
+	return res, func(bool) {}
+}
+
 // Ended reports why ctx has ended, nil while it runs. A deadline that has
 // passed counts though its timer has not fired yet: on a loaded machine
 // that can take milliseconds, and a wait that ended at its deadline must

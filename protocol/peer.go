@@ -309,6 +309,9 @@ func (p *Peer) Idle() <-chan struct{} {
 }
 
 func (p *Peer) respond(id uint32, rerr *Error, res any) {
+	res, after := Unwrap(res)
+	sent := false
+	defer func() { after(sent) }()
 	fe := getEncoder()
 	defer putEncoder(fe)
 	err := fe.response(id, rerr, res)
@@ -321,7 +324,7 @@ func (p *Peer) respond(id uint32, rerr *Error, res any) {
 			return
 		}
 	}
-	_ = p.writeFrame(fe)
+	sent = p.writeFrame(fe) == nil && err == nil && rerr == nil
 }
 
 func (p *Peer) shutdown(err error) {

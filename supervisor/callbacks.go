@@ -51,19 +51,12 @@ func (s *Supervisor) callbacks(from int64) map[string]protocol.Handler {
 				if err != nil {
 					return nil, err
 				}
-				res := &protocol.QueueGetResult{Unbound: item.Unbound, Value: item.Data}
 				// The item stays the store's until the worker has it: if
 				// this process dies before, the store hands it to another
 				// getter. The call's next request is read only after the
 				// item is settled, so what the script does next sees it
 				// gone from the queue.
-				respond, ok := ctx.Value(respondKey{}).(func(any) bool)
-				if !ok {
-					item.Settle(true)
-					return res, nil
-				}
-				item.Settle(respond(res))
-				return nil, errAnswered
+				return &protocol.Then{Result: &protocol.QueueGetResult{Unbound: item.Unbound, Value: item.Data}, After: item.Settle}, nil
 			}
 			var answer func([]byte) bool
 			if respond, ok := ctx.Value(respondKey{}).(func(any) bool); ok {

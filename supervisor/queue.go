@@ -61,10 +61,11 @@ type QueueItem struct {
 	Data []byte
 	// Unbound is true for an UnboundReplace item whose interpreter is gone.
 	Unbound bool
-	// Settle, set only by a QueueStore, finishes the get: the item stays
-	// the store's until Settle(true) says it has reached its getter, and
-	// Settle(false) gives it to the next getter. The supervisor settles
-	// every item a store gives it; its own callers never see Settle.
+	// Settle finishes the get of an item from a QueueStore: the item
+	// stays the store's until Settle(true) says it has reached its getter,
+	// and Settle(false) gives it to the next getter. A store sets it; the
+	// supervisor calls it, or leaves it to a caller that asked
+	// (GetRequest.Settles), and otherwise returns it nil.
 	Settle func(handed bool)
 }
 
@@ -97,6 +98,11 @@ type GetRequest struct {
 	// Block waits while the queue is empty, until the context ends;
 	// without it an empty queue fails at once.
 	Block bool
+	// Settles says the caller hands the item on (a daemon, to its
+	// client) and calls the item's Settle once it has, or could not: an
+	// item of a QueueStore leaves the store only then. Without it the
+	// item is settled before QueueGet returns.
+	Settles bool
 
 	by     int64                  // the interpreter that gets; 0 is the host
 	answer func(data []byte) bool // set for a worker's get, which parks (see parkedGet)

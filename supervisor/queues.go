@@ -89,19 +89,23 @@ func (s *Supervisor) QueuePut(ctx context.Context, p PutRequest) error {
 // QueueGet removes and returns the oldest item of g's queue. With g.Block
 // it waits while the queue is empty until ctx ends, then fails with
 // CodeQueueEmpty, as it does at once without. The queues inside the item
-// are retained once each for the host.
+// are retained once each for the host. With g.Settles the caller settles
+// the item (QueueItem.Settle).
 func (s *Supervisor) QueueGet(ctx context.Context, g GetRequest) (QueueItem, error) {
 	g.by, g.answer = 0, nil
-	if s.stored() {
-		it, err := s.storeGet(ctx, g.Queue, g.Block, 0)
-		if err == nil {
-			// The host's caller has the item once QueueGet returns.
-			it.Settle(true)
-			it.Settle = nil
+	if !s.stored() {
+		it, err := s.qs.get(ctx, g)
+		if err == nil && g.Settles {
+			it.Settle = func(bool) {}
 		}
 		return it, err
 	}
-	return s.qs.get(ctx, g)
+	it, err := s.storeGet(ctx, g.Queue, g.Block, 0)
+	if err == nil && !g.Settles {
+		it.Settle(true)
+		it.Settle = nil
+	}
+	return it, err
 }
 
 // interpLives reports whether interpreter id has not ended yet (see

@@ -32,6 +32,9 @@ const (
 	// answerWait bounds the wait, at the end, for the answers of requests
 	// in progress to go out before the connection closes.
 	answerWait = 5 * time.Second
+	// flushWait bounds the flush of an answer that must be known sent (a
+	// queue's item).
+	flushWait = 2 * time.Second
 	// probeEvery is how often the node asks whether its clients are still
 	// there; probeWait bounds one asking.
 	probeEvery = 5 * time.Second
@@ -424,6 +427,10 @@ func (n *Node) serveRequest(ctx context.Context, d *daemon.Server, m *nats.Msg) 
 			cancel()
 		}()
 		res, err := ss.Handle(rctx, method, m.Data)
+		_, settles := res.(*protocol.Then)
+		res, after := protocol.Unwrap(res)
+		sent := false
+		defer func() { after(sent) }()
 		r := nats.NewMsg(m.Reply)
 		r.Header.Set(cluster.HdrCall, call)
 		if err == nil {
@@ -437,7 +444,14 @@ func (n *Node) serveRequest(ctx context.Context, d *daemon.Server, m *nats.Msg) 
 		} else {
 			r.Header.Set(cluster.HdrKind, cluster.KindOK)
 		}
-		if perr := n.nc.PublishMsg(r); perr != nil {
+		perr := n.nc.PublishMsg(r)
+		if perr == nil && settles {
+			// What must be known sent is known sent once NATS has it,
+			// not while it waits in this process's buffer.
+			perr = n.nc.FlushTimeout(flushWait)
+		}
+		sent = perr == nil && err == nil
+		if perr != nil {
 			r.Header.Set(cluster.HdrKind, cluster.KindErr)
 			r.Data, _ = msgpack.Marshal(protocol.Errorf(protocol.CodeProtocol, "%s: the answer could not be sent: %v", method, perr))
 			_ = n.nc.PublishMsg(r)
