@@ -230,14 +230,7 @@ func TestQueuesItemOfDeadGetterGoesToNext(t *testing.T) {
 	defer cancel()
 	nc := jetStream(t)
 	qs := newQueues(t, nc, 1)
-	if err := qs.Create(ctx, 5, cluster.QueueConfig{Unbound: protocol.UnboundReplace}); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 2 {
-		if err := qs.Put(ctx, 5, item(i), false); err != nil {
-			t.Fatal(err)
-		}
-	}
+	queueOfTwo(t, ctx, qs, 5)
 	// A getter on a connection of its own is handed item 0 and dies.
 	dying, err := nats.Connect(nc.ConnectedUrl())
 	if err != nil {
@@ -255,12 +248,7 @@ func TestQueuesItemOfDeadGetterGoesToNext(t *testing.T) {
 		t.Fatalf("the dying getter's item: %v", err)
 	}
 	dying.Close()
-	for want := range 2 {
-		it, err := qs.Get(ctx, 5, true)
-		if err != nil || string(it.Data) != fmt.Sprint(want) {
-			t.Fatalf("get %d: %q, %v", want, it.Data, err)
-		}
-	}
+	getAll(t, ctx, qs, 5, 2)
 }
 
 // A blocking get that gives up leaves its pull request with JetStream;

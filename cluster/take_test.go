@@ -12,6 +12,17 @@ import (
 	"github.com/subinterp/subinterp/protocol"
 )
 
+// queueOfTwo makes queue id in qs and puts items 0 and 1 into it.
+func queueOfTwo(t *testing.T, ctx context.Context, qs *cluster.Queues, id int64) {
+	t.Helper()
+	createWhenReady(t, qs, id, cluster.QueueConfig{Unbound: protocol.UnboundReplace})
+	for i := range 2 {
+		if err := qs.Put(ctx, id, item(i), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // takeAndDie takes the head item of queue id as a node does for one of
 // its interpreters, over a connection of its own to url, and dies with
 // the item not yet handed on.
@@ -46,14 +57,7 @@ func TestQueuesTakeOfLostNodeGoesToNext(t *testing.T) {
 	defer cancel()
 	nc := jetStream(t)
 	qs := newQueues(t, nc, 1)
-	if err := qs.Create(ctx, 8, cluster.QueueConfig{Unbound: protocol.UnboundReplace}); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 2 {
-		if err := qs.Put(ctx, 8, item(i), false); err != nil {
-			t.Fatal(err)
-		}
-	}
+	queueOfTwo(t, ctx, qs, 8)
 	takeAndDie(t, ctx, nc.ConnectedUrl(), 1, 8, "0")
 	getAll(t, ctx, qs, 8, 2)
 }
@@ -67,16 +71,26 @@ func TestQueuesTakeOfLostNodeGoesToNextAcrossServers(t *testing.T) {
 	defer cancel()
 	servers := startJetStreamCluster(t)
 	qs := newQueues(t, connect(t, servers[1]), 3)
-	createWhenReady(t, qs, 8, cluster.QueueConfig{Unbound: protocol.UnboundReplace})
-	for i := range 2 {
-		if err := qs.Put(ctx, 8, item(i), false); err != nil {
-			t.Fatal(err)
-		}
-	}
+	queueOfTwo(t, ctx, qs, 8)
 	// The claim stays, naming a process nobody answers for: the next
 	// getter takes it over when JetStream hands the item out again.
 	takeAndDie(t, ctx, servers[0].ClientURL(), 3, 8, "0")
 	getAll(t, ctx, qs, 8, 2)
+}
+
+// takeOnNode makes queue id, holding items 0 and 1, on three servers,
+// and takes item 0 as a node on the first does; it returns a getter on
+// the second and the node's settle.
+func takeOnNode(t *testing.T, ctx context.Context, id int64) (*cluster.Queues, func(bool)) {
+	t.Helper()
+	servers := startJetStreamCluster(t)
+	qs := newQueues(t, connect(t, servers[1]), 3)
+	queueOfTwo(t, ctx, qs, id)
+	it, settle, err := newQueues(t, connect(t, servers[0]), 3).Take(ctx, id, false)
+	if err != nil || string(it.Data) != "0" {
+		t.Fatalf("the node's take: %q, %v", it.Data, err)
+	}
+	return qs, settle
 }
 
 func TestQueuesTakeOfLiveNodeIsNotHandedTwice(t *testing.T) {
@@ -86,22 +100,10 @@ func TestQueuesTakeOfLiveNodeIsNotHandedTwice(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), hang)
 	defer cancel()
-	servers := startJetStreamCluster(t)
-	qs := newQueues(t, connect(t, servers[1]), 3)
-	createWhenReady(t, qs, 9, cluster.QueueConfig{Unbound: protocol.UnboundReplace})
-	for i := range 2 {
-		if err := qs.Put(ctx, 9, item(i), false); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// A node holds item 0 past its acknowledgement wait, as a failover
+	// The node holds item 0 past its acknowledgement wait, as a failover
 	// can make it seem unacknowledged: JetStream hands it out again, and
 	// the next getter, asking the node, passes it over.
-	node := newQueues(t, connect(t, servers[0]), 3)
-	it, settle, err := node.Take(ctx, 9, false)
-	if err != nil || string(it.Data) != "0" {
-		t.Fatalf("the node's take: %q, %v", it.Data, err)
-	}
+	qs, settle := takeOnNode(t, ctx, 9)
 	got, err := qs.Get(ctx, 9, true)
 	if err != nil || string(got.Data) != "1" {
 		t.Fatalf("get beside the node's take: %q, %v; want item 1", got.Data, err)
@@ -119,19 +121,7 @@ func TestQueuesTakeGivenBackGoesToNext(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), hang)
 	defer cancel()
-	servers := startJetStreamCluster(t)
-	qs := newQueues(t, connect(t, servers[1]), 3)
-	createWhenReady(t, qs, 10, cluster.QueueConfig{Unbound: protocol.UnboundReplace})
-	for i := range 2 {
-		if err := qs.Put(ctx, 10, item(i), false); err != nil {
-			t.Fatal(err)
-		}
-	}
-	node := newQueues(t, connect(t, servers[0]), 3)
-	it, settle, err := node.Take(ctx, 10, false)
-	if err != nil || string(it.Data) != "0" {
-		t.Fatalf("the node's take: %q, %v", it.Data, err)
-	}
+	qs, settle := takeOnNode(t, ctx, 10)
 	// Its interpreter's call ended before the item reached it: the item
 	// goes to the next getter at once, not after the acknowledgement wait.
 	settle(false)
