@@ -27,7 +27,8 @@ var gopherLuaScripts = []struct {
 // gopher-lua: a trusted script gets the whole standard library (io files
 // and io.stdout, require through package.path, debug.traceback's levels)
 // behaving as it does everywhere. Each directory is copied from the module
-// cache, since the scripts write files next to themselves.
+// cache, since the scripts write files next to themselves; the temporary
+// files they make (os.tmpname, io.tmpfile) must all be gone after.
 func TestGopherLuaScripts(t *testing.T) {
 	t.Parallel()
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/yuin/gopher-lua").Output()
@@ -43,13 +44,17 @@ func TestGopherLuaScripts(t *testing.T) {
 			t.Run(set.dir+"/"+file, func(t *testing.T) {
 				ctx, cancel := context.WithTimeout(t.Context(), 4*bounded)
 				defer cancel()
+				tmp := t.TempDir()
 				cmd := exec.CommandContext(ctx, bin, "run", "--stdlib", file)
 				cmd.Dir = work
-				cmd.Env = cleanEnv()
+				cmd.Env = append(cleanEnv(), "TMPDIR="+tmp)
 				var stdout, stderr bytes.Buffer
 				cmd.Stdout, cmd.Stderr = &stdout, &stderr
 				if err := cmd.Run(); err != nil {
 					t.Errorf("subinterp run --stdlib %s: %v\nstdout:\n%s\nstderr:\n%s", file, err, stdout.String(), stderr.String())
+				}
+				if left, err := os.ReadDir(tmp); err != nil || len(left) > 0 {
+					t.Errorf("left in the temporary directory: %v, %v", left, err)
 				}
 			})
 		}

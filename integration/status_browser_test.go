@@ -171,6 +171,9 @@ func startBrowser(t *testing.T) context.Context {
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
 		chromedp.ExecPath(chromiumPath),
 		chromedp.UserDataDir(profile),
+		// Chromium puts its singleton socket's directory in TMPDIR: inside
+		// the profile, it goes with it.
+		chromedp.Env("TMPDIR="+profile),
 		chromedp.Headless,
 		chromedp.NoSandbox,
 		chromedp.DisableGPU,

@@ -1,6 +1,8 @@
 package worker
 
 import (
+	"os"
+
 	lua "github.com/yuin/gopher-lua"
 )
 
@@ -13,6 +15,9 @@ import (
 func (vm *VM) installStdio() {
 	L := vm.l
 	io := tableField(L.G.Global, lua.IoLibName)
+	if open, ok := io.RawGetString("open").(*lua.LFunction); ok {
+		io.RawSetString("tmpfile", L.NewFunction(func(L *lua.LState) int { return tmpfile(L, open) }))
+	}
 	stdout, ok := io.RawGetString("stdout").(*lua.LUserData)
 	origWrite, ok2 := io.RawGetString("write").(*lua.LFunction)
 	origOutput, ok3 := io.RawGetString("output").(*lua.LFunction)
@@ -68,4 +73,25 @@ func closeStdFile(L *lua.LState) int {
 	L.Push(lua.LNil)
 	L.Push(lua.LString("cannot close standard file"))
 	return 2
+}
+
+// tmpfile is io.tmpfile as C Lua's: a file open for update whose name is
+// gone at once, so nothing is left in the temporary directory when it is
+// closed or the worker ends (gopher-lua's stays behind). open is io.open.
+func tmpfile(L *lua.LState, open *lua.LFunction) int {
+	f, err := os.CreateTemp("", "lua_")
+	if err != nil {
+		L.Push(lua.LNil)
+		L.Push(lua.LString(err.Error()))
+		return 2
+	}
+	name := f.Name()
+	f.Close()
+	defer os.Remove(name)
+	top := L.GetTop()
+	L.Push(open)
+	L.Push(lua.LString(name))
+	L.Push(lua.LString("w+"))
+	L.Call(2, lua.MultRet)
+	return L.GetTop() - top
 }
