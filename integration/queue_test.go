@@ -1182,13 +1182,6 @@ func wantQueueAlive(t *testing.T, rt *interpreters.Runtime, id int64, when strin
 	}
 }
 
-// makeQueueID creates a queue and returns only its ID: the handle is
-// dropped when this returns.
-func makeQueueID(t *testing.T, rt *interpreters.Runtime, maxsize int) int64 {
-	t.Helper()
-	return qNew(t, rt, maxsize).ID()
-}
-
 // TestQueueDestroyedWhenUnreferenced: a queue nothing reaches any more is
 // destroyed; while an interpreter it was handed to lives, or an item of
 // another queue carries it, it is not.
@@ -1196,7 +1189,7 @@ func TestQueueDestroyedWhenUnreferenced(t *testing.T) {
 	t.Parallel()
 	rt := newRuntime(t)
 	t.Run("host handle only", func(t *testing.T) {
-		id := makeQueueID(t, rt, 0)
+		id := qNew(t, rt, 0).ID()
 		waitQueueGone(t, rt, id)
 	})
 	t.Run("handed to an interpreter", func(t *testing.T) {
@@ -1218,8 +1211,14 @@ func TestQueueDestroyedWhenUnreferenced(t *testing.T) {
 	})
 	t.Run("looked up by ID in an interpreter", func(t *testing.T) {
 		it := create(t, rt)
-		id := makeQueueID(t, rt, 0)
-		mustCall(t, it, `function(id) q = require("interpreters").Queue(id) end`, id)
+		id := func() int64 {
+			q := qNew(t, rt, 0)
+			// The host's handle must outlive the lookup: a collection
+			// before it would destroy the queue.
+			mustCall(t, it, `function(id) q = require("interpreters").Queue(id) end`, q.ID())
+			runtime.KeepAlive(q)
+			return q.ID()
+		}()
 		collectGarbage(5)
 		wantQueueAlive(t, rt, id, "while an interpreter holding a Queue(id) handle lives")
 		wantEqual(t, "the handle still works in the interpreter", mustCall(t, it, `function() q:put("x"); return q:get() end`), "x")
