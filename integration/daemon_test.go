@@ -22,6 +22,7 @@ import (
 	"github.com/subinterp/subinterp/internal/testcert"
 	"github.com/subinterp/subinterp/interpreters"
 	"github.com/subinterp/subinterp/protocol"
+	"github.com/subinterp/subinterp/supervisor"
 )
 
 // TestDaemonInterpretersOutliveConnection: an interpreter belongs to the
@@ -495,4 +496,41 @@ func TestDaemonCensus(t *testing.T) {
 	n, top = d.Census()
 	wantEqual(t, "interpreters after a close", n, 2)
 	wantEqual(t, "the highest ID after a close", top, last.ID())
+}
+
+// TestDaemonCensusCountsOnlyWhatItNames: a create still waiting for its ID
+// is not in the census, since the census could not say which interpreter
+// it counted; a client that counts its own create until a census names
+// it would count it twice.
+func TestDaemonCensusCountsOnlyWhatItNames(t *testing.T) {
+	t.Parallel()
+	asked, release := make(chan struct{}), make(chan struct{})
+	next := int64(7)
+	d := startDaemon(t, daemon.Config{Supervisor: supervisor.Config{NextID: func(ctx context.Context) (int64, error) {
+		asked <- struct{}{}
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+		next++
+		return next, nil
+	}}})
+	rt := d.dial(t)
+	created := make(chan error, 1)
+	go func() {
+		_, err := rt.Create()
+		created <- err
+	}()
+	<-asked
+	n, top := d.Census()
+	wantEqual(t, "interpreters in a census taken while the create waits for its ID", n, 0)
+	wantEqual(t, "the highest ID then", top, int64(0))
+	close(release)
+	if err := <-created; err != nil {
+		t.Fatal(err)
+	}
+	n, top = d.Census()
+	wantEqual(t, "interpreters after the create", n, 1)
+	wantEqual(t, "the highest ID after the create", top, int64(8))
 }

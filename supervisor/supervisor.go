@@ -24,9 +24,10 @@ type Supervisor struct {
 	mu      sync.RWMutex
 	nextID  int64
 	interps map[int64]*interp
-	// creating counts the creates between asking for an ID and having
+	// creating counts the creates between being given an ID and having
 	// the interpreter in interps or failing; lastID is the highest ID
-	// given to one (see Census).
+	// given to one (see Census). Both move together: a census never
+	// counts a create whose ID it cannot name.
 	creating int
 	lastID   int64
 	closed   bool
@@ -216,8 +217,13 @@ func (s *Supervisor) create(ctx context.Context, opts CreateOptions, root int64)
 	if err := ctx.Err(); err != nil {
 		return 0, protocol.AsError(err)
 	}
+	id, err := s.newID(ctx)
+	if err != nil {
+		return 0, err
+	}
 	s.mu.Lock()
 	s.creating++
+	s.lastID = max(s.lastID, id)
 	s.mu.Unlock()
 	registered := false
 	defer func() {
@@ -227,13 +233,6 @@ func (s *Supervisor) create(ctx context.Context, opts CreateOptions, root int64)
 			s.mu.Unlock()
 		}
 	}()
-	id, err := s.newID(ctx)
-	if err != nil {
-		return 0, err
-	}
-	s.mu.Lock()
-	s.lastID = max(s.lastID, id)
-	s.mu.Unlock()
 
 	if root == 0 {
 		root = id
