@@ -165,13 +165,8 @@ func (qs *Queues) holds(key string, value []byte) bool {
 	if gone {
 		return false
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), LostAfter)
-	defer cancel()
-	r, err := qs.nc.RequestWithContext(ctx, subject, []byte(key))
-	switch {
-	case err == nil:
-		return string(r.Data) != "0"
-	case errors.Is(err, nats.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
+	ans, lost := qs.ask(context.Background(), subject, key)
+	if lost {
 		// Remembered, so that a retry of the claim need not wait again:
 		// a claimant subject is its process's alone.
 		c.mu.Lock()
@@ -182,7 +177,7 @@ func (qs *Queues) holds(key string, value []byte) bool {
 		c.mu.Unlock()
 		return false
 	}
-	return true
+	return ans != "0"
 }
 
 // unclaim deletes this process's claim key at revision rev (0: no

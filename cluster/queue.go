@@ -468,7 +468,8 @@ func handBack(b jetstream.MessageBatch) {
 
 // take claims msg for this get (with more than one replica) and
 // acknowledges it, and then tells waiting putters there is room; with
-// hand, it leaves the acknowledgement to the settle function it returns.
+// hand, it leaves the acknowledgement to the settle function it returns
+// (without, that function does nothing).
 // It reports false, the item acknowledged all the same, when another get
 // holds the claim.
 //
@@ -502,7 +503,7 @@ func (qs *Queues) take(ctx context.Context, id int64, msg jetstream.Msg, hand bo
 		if !<-owned {
 			return QueueItem{}, nil, false
 		}
-		return it, nil, true
+		return it, acknowledged, true
 	}
 	var rev uint64
 	if key != "" {
@@ -528,6 +529,9 @@ func (qs *Queues) take(ctx context.Context, id int64, msg jetstream.Msg, hand bo
 	}
 	return it, settle, true
 }
+
+// acknowledged is the settle function of an item acknowledged already.
+func acknowledged(bool) {}
 
 // ack acknowledges msg, waiting for JetStream to confirm it, and tells
 // waiting putters of queue id there is room. It is sent again while

@@ -73,6 +73,19 @@ func startJetStreamCluster(t testing.TB) []*server.Server {
 	return servers
 }
 
+// threeServers starts a test on three routed JetStream servers: skipped
+// with -short, run in parallel, with a context bounded by hang.
+func threeServers(t *testing.T) (context.Context, []*server.Server) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("three NATS servers")
+	}
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), hang)
+	t.Cleanup(cancel)
+	return ctx, startJetStreamCluster(t)
+}
+
 // createWhenReady creates queue id, trying again while the JetStream
 // cluster is still electing its leaders (a request then goes unanswered,
 // so each try has a bound of its own).

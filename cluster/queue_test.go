@@ -303,13 +303,7 @@ func TestQueuesEndedGetHandsItemBack(t *testing.T) {
 // never heard was delivered) is acknowledged and passed over, not handed
 // out twice.
 func TestQueuesClaimedItemPassedOver(t *testing.T) {
-	if testing.Short() {
-		t.Skip("three NATS servers")
-	}
-	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), hang)
-	defer cancel()
-	servers := startJetStreamCluster(t)
+	ctx, servers := threeServers(t)
 	nc := connect(t, servers[0])
 	qs := newQueues(t, nc, 3)
 	createWhenReady(t, qs, 7, cluster.QueueConfig{Unbound: protocol.UnboundReplace})

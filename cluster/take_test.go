@@ -63,13 +63,7 @@ func TestQueuesTakeOfLostNodeGoesToNext(t *testing.T) {
 }
 
 func TestQueuesTakeOfLostNodeGoesToNextAcrossServers(t *testing.T) {
-	if testing.Short() {
-		t.Skip("three NATS servers")
-	}
-	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), hang)
-	defer cancel()
-	servers := startJetStreamCluster(t)
+	ctx, servers := threeServers(t)
 	qs := newQueues(t, connect(t, servers[1]), 3)
 	queueOfTwo(t, ctx, qs, 8)
 	// The claim stays, naming a process nobody answers for: the next
@@ -78,32 +72,27 @@ func TestQueuesTakeOfLostNodeGoesToNextAcrossServers(t *testing.T) {
 	getAll(t, ctx, qs, 8, 2)
 }
 
-// takeOnNode makes queue id, holding items 0 and 1, on three servers,
-// and takes item 0 as a node on the first does; it returns a getter on
-// the second and the node's settle.
-func takeOnNode(t *testing.T, ctx context.Context, id int64) (*cluster.Queues, func(bool)) {
+// takeOnNode starts a test on three servers (threeServers), makes queue
+// id holding items 0 and 1, and takes item 0 as a node on the first does;
+// it returns the test's context, a getter on the second, and the node's
+// settle.
+func takeOnNode(t *testing.T, id int64) (context.Context, *cluster.Queues, func(bool)) {
 	t.Helper()
-	servers := startJetStreamCluster(t)
+	ctx, servers := threeServers(t)
 	qs := newQueues(t, connect(t, servers[1]), 3)
 	queueOfTwo(t, ctx, qs, id)
 	it, settle, err := newQueues(t, connect(t, servers[0]), 3).Take(ctx, id, false)
 	if err != nil || string(it.Data) != "0" {
 		t.Fatalf("the node's take: %q, %v", it.Data, err)
 	}
-	return qs, settle
+	return ctx, qs, settle
 }
 
 func TestQueuesTakeOfLiveNodeIsNotHandedTwice(t *testing.T) {
-	if testing.Short() {
-		t.Skip("three NATS servers")
-	}
-	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), hang)
-	defer cancel()
 	// The node holds item 0 past its acknowledgement wait, as a failover
 	// can make it seem unacknowledged: JetStream hands it out again, and
 	// the next getter, asking the node, passes it over.
-	qs, settle := takeOnNode(t, ctx, 9)
+	ctx, qs, settle := takeOnNode(t, 9)
 	got, err := qs.Get(ctx, 9, true)
 	if err != nil || string(got.Data) != "1" {
 		t.Fatalf("get beside the node's take: %q, %v; want item 1", got.Data, err)
@@ -115,13 +104,7 @@ func TestQueuesTakeOfLiveNodeIsNotHandedTwice(t *testing.T) {
 }
 
 func TestQueuesTakeGivenBackGoesToNext(t *testing.T) {
-	if testing.Short() {
-		t.Skip("three NATS servers")
-	}
-	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), hang)
-	defer cancel()
-	qs, settle := takeOnNode(t, ctx, 10)
+	ctx, qs, settle := takeOnNode(t, 10)
 	// Its interpreter's call ended before the item reached it: the item
 	// goes to the next getter at once, not after the acknowledgement wait.
 	settle(false)

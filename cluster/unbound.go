@@ -54,9 +54,6 @@ func (qs *Queues) ReceiveToHand(ctx context.Context, id int64, block bool) (data
 func (qs *Queues) receive(ctx context.Context, id int64, block, hand bool) ([]byte, bool, func(bool), error) {
 	for {
 		it, settle, err := qs.get(ctx, id, block, hand)
-		if settle == nil {
-			settle = func(bool) {}
-		}
 		if err != nil {
 			return nil, false, nil, err
 		}
@@ -84,6 +81,22 @@ func (qs *Queues) receive(ctx context.Context, id int64, block, hand bool) ([]by
 	}
 }
 
+// ask requests subject with data and returns the answer, or lost when
+// nobody answers within LostAfter (or nobody listens there), as clients
+// count a node lost. Any other failure gives neither.
+func (qs *Queues) ask(ctx context.Context, subject, data string) (answer string, lost bool) {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), LostAfter)
+	defer cancel()
+	r, err := qs.nc.RequestWithContext(actx, subject, []byte(data))
+	switch {
+	case err == nil:
+		return string(r.Data), false
+	case errors.Is(err, nats.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
+		return "", true
+	}
+	return "", false
+}
+
 // gone reports whether interpreter id of node has ended.
 func (qs *Queues) gone(ctx context.Context, node string, id int64) bool {
 	p := &qs.putters
@@ -97,17 +110,8 @@ func (qs *Queues) gone(ctx context.Context, node string, id int64) bool {
 	if local {
 		gone = !exists(id)
 	} else {
-		// A node's answer takes a round trip; one that cannot answer
-		// within LostAfter counts as lost, as clients count it.
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), LostAfter)
-		r, err := qs.nc.RequestWithContext(actx, qs.subj.Alive(node), []byte(strconv.FormatInt(id, 10)))
-		cancel()
-		switch {
-		case err == nil:
-			gone = string(r.Data) != "1"
-		case errors.Is(err, nats.ErrNoResponders) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
-			gone = true
-		}
+		ans, lost := qs.ask(ctx, qs.subj.Alive(node), strconv.FormatInt(id, 10))
+		gone = lost || ans == "0"
 	}
 	if gone {
 		p.mu.Lock()

@@ -552,16 +552,10 @@ func (r *remoteBackend) QueuePut(ctx context.Context, p supervisor.PutRequest) e
 // answer came first: ending ctx cancels the request, and the daemon then
 // reports its wait cancelled, where the caller's deadline is the reason.
 func queueWaitEnded(ctx context.Context, err error, id int64, code protocol.Code) error {
-	if e := protocol.AsError(err); e != nil && e.Code == code {
-		if cause := protocol.Ended(ctx); cause != nil {
-			return protocol.QueueWaitEnded(id, code, cause)
-		}
+	if e := protocol.AsError(err); e != nil && (e.Code == protocol.CodeCanceled || e.Code == protocol.CodeDeadlineExceeded) {
+		return protocol.QueueWaitEnded(id, code, e)
 	}
-	e := protocol.AsError(err)
-	if e == nil || (e.Code != protocol.CodeCanceled && e.Code != protocol.CodeDeadlineExceeded) {
-		return err
-	}
-	return protocol.QueueWaitEnded(id, code, e)
+	return protocol.WaitEnded(ctx, id, code, err)
 }
 
 func (r *remoteBackend) QueueGet(ctx context.Context, g supervisor.GetRequest) (supervisor.QueueItem, error) {

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"context"
 	"fmt"
 	"strings"
 )
@@ -98,6 +99,16 @@ func QueueWaitEnded(id int64, code Code, err error) *Error {
 		state = "full"
 	}
 	return &Error{Code: code, Msg: fmt.Sprintf("queue %d is %s", id, state), Cause: AsError(err).Code}
+}
+
+// WaitEnded gives err, a wait's failure on queue id, as QueueWaitEnded
+// says it when it carries code and ctx has ended (Ended: a deadline past
+// counts before its timer fires); any other err comes back as it is.
+func WaitEnded(ctx context.Context, id int64, code Code, err error) error {
+	if cause := Ended(ctx); cause != nil && err != nil && AsError(err).Code == code {
+		return QueueWaitEnded(id, code, cause)
+	}
+	return err
 }
 
 // Errorf returns an *Error with the given code and a formatted message.

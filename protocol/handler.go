@@ -37,13 +37,19 @@ type Then struct {
 }
 
 // Unwrap splits a handler's result into the answer to write and what to
-// call once it is written (a no-op unless res is a *Then).
+// call once it is written: a no-op unless res is a *Then with an After.
 func Unwrap(res any) (answer any, after func(sent bool)) {
-	if t, ok := res.(*Then); ok {
-		return t.Result, t.After
+	t, ok := res.(*Then)
+	switch {
+	case !ok:
+		return res, noAfter
+	case t.After == nil:
+		return t.Result, noAfter
 	}
-	return res, func(bool) {}
+	return t.Result, t.After
 }
+
+func noAfter(bool) {}
 
 // Ended reports why ctx has ended, nil while it runs. A deadline that has
 // passed counts though its timer has not fired yet: on a loaded machine

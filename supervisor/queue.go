@@ -61,11 +61,11 @@ type QueueItem struct {
 	Data []byte
 	// Unbound is true for an UnboundReplace item whose interpreter is gone.
 	Unbound bool
-	// Settle finishes the get of an item from a QueueStore: the item
-	// stays the store's until Settle(true) says it has reached its getter,
-	// and Settle(false) gives it to the next getter. A store sets it; the
-	// supervisor calls it, or leaves it to a caller that asked
-	// (GetRequest.Settles), and otherwise returns it nil.
+	// Settle, when a QueueStore sets it, finishes the get: the item stays
+	// the store's until Settle(true) says it has reached its getter, and
+	// Settle(false) gives it to the next getter. The supervisor calls it,
+	// or leaves it to a caller that asked (GetRequest.Settles); nil when
+	// there is nothing to settle.
 	Settle func(handed bool)
 }
 
@@ -99,9 +99,9 @@ type GetRequest struct {
 	// without it an empty queue fails at once.
 	Block bool
 	// Settles says the caller hands the item on (a daemon, to its
-	// client) and calls the item's Settle once it has, or could not: an
-	// item of a QueueStore leaves the store only then. Without it the
-	// item is settled before QueueGet returns.
+	// client) and calls the item's Settle, if it has one, once it has or
+	// could not: an item of a QueueStore leaves the store only then.
+	// Without it the item is settled before QueueGet returns.
 	Settles bool
 
 	by     int64                  // the interpreter that gets; 0 is the host

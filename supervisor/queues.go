@@ -94,14 +94,10 @@ func (s *Supervisor) QueuePut(ctx context.Context, p PutRequest) error {
 func (s *Supervisor) QueueGet(ctx context.Context, g GetRequest) (QueueItem, error) {
 	g.by, g.answer = 0, nil
 	if !s.stored() {
-		it, err := s.qs.get(ctx, g)
-		if err == nil && g.Settles {
-			it.Settle = func(bool) {}
-		}
-		return it, err
+		return s.qs.get(ctx, g)
 	}
 	it, err := s.storeGet(ctx, g.Queue, g.Block, 0)
-	if err == nil && !g.Settles {
+	if it.Settle != nil && !g.Settles {
 		it.Settle(true)
 		it.Settle = nil
 	}

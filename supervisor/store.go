@@ -77,34 +77,18 @@ func (s *Supervisor) storePut(ctx context.Context, p PutRequest) error {
 		return protocol.Errorf(protocol.CodeInvalidArgument, "unsupported unbound mode %d", p.Unbound)
 	}
 	err := s.cfg.Queues.QueuePut(ctx, p)
-	return waitEnded(ctx, p.Queue, protocol.CodeQueueFull, err)
+	return protocol.WaitEnded(ctx, p.Queue, protocol.CodeQueueFull, err)
 }
 
 // storeGet takes an item for interpreter by (0: the host) from a queue of
-// the store, and hands it the queues inside. The item's Settle is never
-// nil: the caller settles it.
+// the store, and hands it the queues inside. The caller settles it.
 func (s *Supervisor) storeGet(ctx context.Context, id int64, block bool, by int64) (QueueItem, error) {
 	it, err := s.cfg.Queues.QueueGet(ctx, id, block)
 	if err != nil {
-		return QueueItem{}, waitEnded(ctx, id, protocol.CodeQueueEmpty, err)
+		return QueueItem{}, protocol.WaitEnded(ctx, id, protocol.CodeQueueEmpty, err)
 	}
 	if !it.Unbound && by != 0 {
 		s.qs.hold(by, protocol.QueueIDs(it.Data)...)
 	}
-	if it.Settle == nil {
-		it.Settle = func(bool) {}
-	}
 	return it, nil
-}
-
-// waitEnded turns a full or empty answer given because ctx ended into the
-// local queues' account of it, which says why the wait ended.
-func waitEnded(ctx context.Context, id int64, code protocol.Code, err error) error {
-	if err == nil {
-		return nil
-	}
-	if cause := protocol.Ended(ctx); cause != nil && protocol.AsError(err).Code == code {
-		return protocol.QueueWaitEnded(id, code, cause)
-	}
-	return err
 }
