@@ -604,7 +604,9 @@ func (c *Client) Landed(node string, id int64) {
 	if n.inflight > 0 {
 		n.inflight--
 	}
-	if id > 0 {
+	// A heartbeat that came between the node's answer and this call
+	// counted the interpreter already.
+	if id > n.st.LastID {
 		n.placed = append(n.placed, id)
 	}
 }
