@@ -24,7 +24,7 @@ import (
 // refused with a MemoryError before it is built. The tables a decode
 // builds count against the memory limit like any others.
 func (m *luaModule) openJSON(L *lua.LState) int {
-	t := L.NewTable()
+	t := L.CreateTable(0, 2)
 	t.RawSetString("encode", L.NewFunction(func(L *lua.LState) int { return m.w.vm.jsonEncode(L) }))
 	t.RawSetString("decode", L.NewFunction(jsonDecode))
 	L.Push(t)

@@ -69,14 +69,14 @@ func (m *luaModule) open(L *lua.LState) int {
 // needs the queue metatable whether or not the script required the module.
 func (m *luaModule) init(L *lua.LState) {
 	m.L = L
-	m.errorMeta = L.NewTable()
+	m.errorMeta = L.CreateTable(0, 1)
 	m.errorMeta.RawSetString("__tostring", L.NewFunction(func(L *lua.LState) int {
 		t := L.CheckTable(1)
 		L.Push(lua.LString(fmt.Sprintf("%s: %s", lua.LVAsString(t.RawGetString("type")), lua.LVAsString(t.RawGetString("msg")))))
 		return 1
 	}))
 
-	interpMethods := L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
+	interpMethods := L.SetFuncs(L.CreateTable(0, 6), map[string]lua.LGFunction{
 		"whence":       m.interpWhence,
 		"is_running":   m.interpIsRunning,
 		"exec":         m.interpExec,
@@ -86,7 +86,7 @@ func (m *luaModule) init(L *lua.LState) {
 	})
 	m.interpMeta = handleMeta(L, "Interpreter", interpMethods, func(L *lua.LState) int64 { return m.checkInterp(L, 1).id })
 
-	queueMethods := L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
+	queueMethods := L.SetFuncs(L.CreateTable(0, 8), map[string]lua.LGFunction{
 		"maxsize":    m.queueMaxSize,
 		"qsize":      m.queueQSize,
 		"empty":      m.queueEmpty,
@@ -98,7 +98,7 @@ func (m *luaModule) init(L *lua.LState) {
 	})
 	m.queueMeta = handleMeta(L, "Queue", queueMethods, func(L *lua.LState) int64 { return m.checkQueue(L, 1).id })
 
-	mod := L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
+	mod := L.SetFuncs(L.CreateTable(0, 11), map[string]lua.LGFunction{
 		"create":       m.create,
 		"get_current":  m.getCurrent,
 		"get_main":     m.getMain,
@@ -111,8 +111,8 @@ func (m *luaModule) init(L *lua.LState) {
 	for mode, name := range map[protocol.UnboundMode]string{
 		protocol.UnboundReplace: "UNBOUND", protocol.UnboundError: "UNBOUND_ERROR", protocol.UnboundRemove: "UNBOUND_REMOVE",
 	} {
-		t := L.NewTable()
-		mt := L.NewTable()
+		t := L.CreateTable(0, 0)
+		mt := L.CreateTable(0, 2)
 		mt.RawSetString("__tostring", L.NewFunction(func(L *lua.LState) int { L.Push(lua.LString(name)); return 1 }))
 		mt.RawSetString("__metatable", lua.LString(name))
 		L.SetMetatable(t, mt)
@@ -125,7 +125,7 @@ func (m *luaModule) init(L *lua.LState) {
 // handleMeta is the metatable of one kind of handle: h.id, h:method(...),
 // tostring(h) = "Kind(id)", and a locked metatable.
 func handleMeta(L *lua.LState, kind string, methods *lua.LTable, id func(L *lua.LState) int64) *lua.LTable {
-	mt := L.NewTable()
+	mt := L.CreateTable(0, 3)
 	mt.RawSetString("__index", L.NewFunction(func(L *lua.LState) int {
 		n := id(L)
 		if k, ok := L.Get(2).(lua.LString); ok && k == "id" {
@@ -172,11 +172,11 @@ func (m *luaModule) raise(L *lua.LState, err error) {
 	if e.Code == protocol.CodeExecutionFailed && e.Formatted != "" {
 		msg = e.Formatted
 	}
-	t := L.NewTable()
+	t := L.CreateTable(0, 3)
 	t.RawSetString("type", lua.LString(typ))
 	t.RawSetString("msg", lua.LString(msg))
 	if e.Code == protocol.CodeExecutionFailed {
-		exc := L.NewTable()
+		exc := L.CreateTable(0, 4)
 		exc.RawSetString("type", lua.LString(e.Type))
 		exc.RawSetString("msg", lua.LString(e.Msg))
 		exc.RawSetString("formatted", lua.LString(e.Formatted))
@@ -188,7 +188,7 @@ func (m *luaModule) raise(L *lua.LState, err error) {
 }
 
 func (m *luaModule) raiseType(L *lua.LState, typ, format string, args ...any) {
-	t := L.NewTable()
+	t := L.CreateTable(0, 2)
 	t.RawSetString("type", lua.LString(typ))
 	t.RawSetString("msg", lua.LString(fmt.Sprintf(format, args...)))
 	L.SetMetatable(t, m.errorMeta)

@@ -11,8 +11,8 @@ import (
 func (vm *VM) installPackage() {
 	L := vm.l
 	G := L.G.Global
-	pkg := L.NewTable()
-	loaded := L.NewTable()
+	pkg := L.CreateTable(0, 2)
+	loaded := L.CreateTable(0, 8)
 	for _, n := range []string{lua.BaseLibName, lua.TabLibName, lua.StringLibName, lua.MathLibName, lua.CoroutineLibName, lua.IoLibName, lua.OsLibName} {
 		if n == lua.BaseLibName {
 			loaded.RawSetString("_G", G)
@@ -20,8 +20,8 @@ func (vm *VM) installPackage() {
 			loaded.RawSetString(n, t)
 		}
 	}
-	vm.preload = L.NewTable()
-	vm.loading = L.NewTable()
+	vm.preload = L.CreateTable(0, len(vm.modules))
+	vm.loading = L.CreateTable(0, 1)
 	pkg.RawSetString("loaded", loaded)
 	pkg.RawSetString("preload", vm.preload)
 	G.RawSetString("package", pkg)

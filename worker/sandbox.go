@@ -3,7 +3,7 @@ package worker
 import (
 	"errors"
 	"math"
-	"math/rand"
+	"math/rand/v2"
 	"regexp"
 	"runtime/metrics"
 	"strings"
@@ -79,7 +79,7 @@ func (vm *VM) install() {
 	}
 	G := L.G.Global
 
-	vm.errMeta = L.NewTable()
+	vm.errMeta = L.CreateTable(0, 1)
 	vm.errMeta.RawSetString("__tostring", L.NewFunction(errorToString))
 
 	G.RawSetString("error", L.NewFunction(baseError))
@@ -123,12 +123,13 @@ func (vm *VM) installSandbox() {
 	}
 	G.RawSetString("collectgarbage", L.NewFunction(collectGarbage))
 
-	io := L.NewTable()
+	io := L.CreateTable(0, 1)
 	io.RawSetString("write", L.NewFunction(vm.ioWrite))
 	G.RawSetString(lua.IoLibName, io)
 
-	os := L.NewTable()
-	for n, f := range gopherOS() {
+	osFuncs := gopherOS()
+	os := L.CreateTable(0, len(osFuncs)+2)
+	for n, f := range osFuncs {
 		os.RawSetString(n, L.NewFunction(f))
 	}
 	os.RawSetString("clock", L.NewFunction(osClock))
@@ -354,7 +355,7 @@ func (vm *VM) mathRandom(L *lua.LState) int {
 	if !(span <= protocol.MaxSafeInt) {
 		L.RaiseError("interval is too large")
 	}
-	L.Push(lua.LNumber(lo + float64(vm.rng.Int63n(int64(span)))))
+	L.Push(lua.LNumber(lo + float64(vm.rng.Int64N(int64(span)))))
 	return 1
 }
 
@@ -364,7 +365,7 @@ func (vm *VM) mathRandomSeed(L *lua.LState) int {
 	if f == math.Trunc(f) && math.Abs(f) < 1<<62 {
 		seed = int64(f)
 	}
-	vm.rng = rand.New(rand.NewSource(seed))
+	vm.rng = rand.New(rand.NewPCG(uint64(seed), 0))
 	return 0
 }
 

@@ -51,7 +51,7 @@ func (vm *VM) recoverSoft(L *lua.LState) lua.LValue {
 			setContext(fr.L, fresh)
 		}
 	}
-	t := L.NewTable()
+	t := L.CreateTable(0, 2)
 	t.RawSetString("type", lua.LString(soft.err.Type))
 	t.RawSetString("msg", lua.LString(soft.err.Msg))
 	L.SetMetatable(t, vm.errMeta)

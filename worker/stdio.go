@@ -24,7 +24,7 @@ func (vm *VM) installStdio() {
 	if !ok || !ok2 || !ok3 {
 		// Not gopher-lua's io library as audited: a table that writes to
 		// Output is the next best io.stdout.
-		t := L.NewTable()
+		t := L.CreateTable(0, 3)
 		t.RawSetString("write", L.NewFunction(vm.fileWrite))
 		t.RawSetString("flush", L.NewFunction(returnSelf))
 		t.RawSetString("setvbuf", L.NewFunction(returnSelf))
@@ -33,7 +33,7 @@ func (vm *VM) installStdio() {
 		return
 	}
 
-	methods := L.NewTable()
+	methods := L.CreateTable(0, 8)
 	if mt, ok := L.GetMetatable(stdout).(*lua.LTable); ok {
 		if idx, ok := mt.RawGetString("__index").(*lua.LTable); ok {
 			idx.ForEach(func(k, v lua.LValue) { methods.RawSet(k, v) })
@@ -43,7 +43,7 @@ func (vm *VM) installStdio() {
 	methods.RawSetString("flush", L.NewFunction(returnSelf))
 	methods.RawSetString("setvbuf", L.NewFunction(returnSelf))
 	methods.RawSetString("close", L.NewFunction(closeStdFile))
-	mt := L.NewTable()
+	mt := L.CreateTable(0, 4)
 	if orig, ok := L.GetMetatable(stdout).(*lua.LTable); ok {
 		orig.ForEach(func(k, v lua.LValue) { mt.RawSet(k, v) })
 	}

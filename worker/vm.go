@@ -5,7 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand"
+	"math/rand/v2"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -80,7 +80,7 @@ type VM struct {
 
 	target callTarget // what entry calls
 
-	rng         *rand.Rand
+	rng         *rand.Rand  // math.random's: a PCG, 16 bytes where math/rand's source takes 4.9 KB
 	preload     *lua.LTable // package.preload as the VM made it
 	loading     *lua.LTable // sandbox require: package.loaded's mark of a module being loaded
 	requireFn   *lua.LFunction
@@ -106,7 +106,9 @@ type callTarget struct {
 // NewVM builds a VM. The state has a fixed call stack of 256 frames (deep
 // enough for real code, and it keeps tracebacks and coroutines cheap) and
 // a registry that grows to 1M slots, so table.concat and unpack of large
-// tables work.
+// tables work. The tables a VM makes for itself are made with
+// CreateTable at the size they hold: gopher-lua's NewTable reserves 32
+// array slots and a 32-entry map, about 2.6 KB, in every table.
 func NewVM(cfg VMConfig) *VM {
 	if cfg.Codec == nil {
 		cfg.Codec = &protocol.LuaCodec{}
@@ -132,7 +134,7 @@ func NewVM(cfg VMConfig) *VM {
 		modules: mods,
 		l:       L,
 		protos:  newProtoCache(),
-		rng:     rand.New(rand.NewSource(time.Now().UnixNano())),
+		rng:     rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0)),
 	}
 	vm.errfunc = L.NewFunction(vm.onError)
 	vm.entry = L.NewFunction(vm.callEntry)
