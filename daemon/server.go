@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/subinterp/subinterp/internal/socket"
 	"github.com/subinterp/subinterp/protocol"
 	"github.com/subinterp/subinterp/supervisor"
 )
@@ -151,7 +152,7 @@ func Listen(cfg Config) (_ *Server, err error) {
 			tcfg.MinVersion = tls.VersionTLS12
 		}
 		// Its call streams' sockets are made blocking under TLS.
-		s.tcpL = tls.NewListener(protocol.UnpolledListener{Listener: l}, tcfg)
+		s.tcpL = tls.NewListener(socket.UnpolledListener{Listener: l}, tcfg)
 	}
 	if cfg.MetricsAddr != "" && cfg.MetricsAddr != cfg.HTTPAddr {
 		ml, err := net.Listen("tcp", cfg.MetricsAddr)

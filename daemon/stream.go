@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/subinterp/subinterp/internal/socket"
 	"github.com/subinterp/subinterp/protocol"
 )
 
@@ -232,11 +233,11 @@ const maxBlockingStreams = 1024
 
 // streamConn is what a call stream reads and writes: while fewer than
 // maxBlockingStreams are, its socket in blocking mode, under TLS too (see
-// protocol.Blocking), its writes bounded as timedConn bounds them;
+// socket.Blocking), its writes bounded as timedConn bounds them;
 // otherwise a timedConn. release gives back the blocking socket's place.
 func (s *Server) streamConn(nc net.Conn) (rw io.ReadWriteCloser, release func()) {
 	if s.blocking.Add(1) <= maxBlockingStreams {
-		if rw, ok := protocol.Blocking(nc, writeTimeout); ok {
+		if rw, ok := socket.Blocking(nc, writeTimeout); ok {
 			return rw, func() { s.blocking.Add(-1) }
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/subinterp/subinterp/internal/socket"
 	"github.com/subinterp/subinterp/protocol"
 )
 
@@ -141,7 +142,7 @@ func (r *remoteBackend) openStream(ctx context.Context) (*callStream, error) {
 	if err != nil {
 		return nil, err
 	}
-	rw, _ := protocol.Blocking(conn, 0)
+	rw, _ := socket.Blocking(conn, 0)
 	st := &callStream{id: res.Stream, cc: protocol.NewCallConn(rw)}
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/subinterp/subinterp/internal/socket"
 	"github.com/subinterp/subinterp/protocol"
 	"github.com/subinterp/subinterp/supervisor"
 )
@@ -148,7 +149,7 @@ func dialHello(ctx context.Context, addr string, o options, hello protocol.Hello
 		}
 		// A call stream's socket is made blocking once its hello is
 		// answered (see openStream).
-		tc := tls.Client(protocol.NewUnpolled(conn), cfg)
+		tc := tls.Client(socket.NewUnpolled(conn), cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			conn.Close()
 			return nil, res, &opError{msg: fmt.Sprintf("TLS handshake with the subinterp daemon at %s failed: %v", addr, err), kind: ErrUnavailable, cause: err}

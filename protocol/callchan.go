@@ -4,10 +4,8 @@ import (
 	"bufio"
 	"errors"
 	"io"
-	"net"
 	"sync"
 	"syscall"
-	"time"
 )
 
 // CallConn is one end of a call channel: frames of the session's message
@@ -111,14 +109,16 @@ func (c *CallConn) writeFrame(frame []byte) error {
 }
 
 // underneath is the connection under rw's TLS, if any: the socket to
-// shut down.
+// shut down. A connection over another says which with Underneath (see
+// internal/socket), so that this package, which every worker links, need
+// not link the net package and its initialisation.
 func underneath(rw io.ReadWriteCloser) io.ReadWriteCloser {
 	for {
-		u, ok := rw.(interface{ NetConn() net.Conn })
+		u, ok := rw.(interface{ Underneath() io.ReadWriteCloser })
 		if !ok {
 			return rw
 		}
-		rw = u.NetConn()
+		rw = u.Underneath()
 	}
 }
 
@@ -154,22 +154,4 @@ func (c *CallConn) Close() error {
 		}
 	}
 	return c.rw.Close()
-}
-
-// BlockingUnix returns conn, when it is a Unix socket, as a file in
-// blocking mode, for a call channel: the goroutine waiting on it then
-// sleeps in read(2) and the kernel wakes its thread when a message
-// arrives, instead of the poller waking a thread to run the goroutine. A
-// sendTimeout > 0 bounds each write (SO_SNDTIMEO), as a deadline would on
-// a connection. Other connections are returned as they are.
-func BlockingUnix(conn net.Conn, sendTimeout time.Duration) io.ReadWriteCloser {
-	uc, ok := conn.(*net.UnixConn)
-	if !ok {
-		return conn
-	}
-	f, err := blockingDup(uc, uc, sendTimeout, "unix:"+uc.RemoteAddr().String())
-	if err != nil {
-		return conn // closed now: its reads fail as the channel's would
-	}
-	return f
 }
