@@ -29,7 +29,7 @@ const (
 	// says so within a heartbeat.
 	discoverWait = HeartbeatInterval + 500*time.Millisecond
 	// discoverSettle is how long Connect goes on gathering answers after
-	// the first: every live node answers a ping within milliseconds.
+	// the first before it counts on the peers the answers name.
 	discoverSettle = 50 * time.Millisecond
 	// lossCheck is how often the client looks for silent nodes.
 	lossCheck = 250 * time.Millisecond
@@ -81,6 +81,7 @@ type Client struct {
 	closed    bool
 	heard     chan struct{} // closed when the first node answers
 	heardOnce sync.Once
+	news      chan struct{} // a status arrived: for Connect's discovery
 	done      chan struct{}
 	// life ends when the client closes: the context of the requests it
 	// serves.
@@ -129,7 +130,7 @@ func Connect(ctx context.Context, url string, cfg ClientConfig) (*Client, error)
 	c := &Client{
 		cfg: cfg, subj: Subjects{cfg.Cluster}, pending: make(map[uint64]*pending), nodes: make(map[string]*nodeState),
 		lost: make(map[string]bool), located: make(map[int64]instance), connected: true,
-		heard: make(chan struct{}), done: make(chan struct{}),
+		heard: make(chan struct{}), news: make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	c.life, c.end = context.WithCancel(context.Background())
 	opts := []nats.Option{
@@ -179,19 +180,58 @@ func Connect(ctx context.Context, url string, cfg ClientConfig) (*Client, error)
 		c.hangUp()
 		return nil, protocol.Errorf(protocol.CodeUnavailable, "ping the cluster: %v", err)
 	}
-	t := time.NewTimer(discoverWait)
-	select {
-	case <-c.heard:
-		t.Reset(discoverSettle)
-		<-t.C
-	case <-t.C:
-	case <-ctx.Done():
-		t.Stop()
+	if err := c.discover(ctx, discoverWait, discoverSettle); err != nil {
 		c.hangUp()
-		return nil, protocol.AsError(ctx.Err())
+		return nil, protocol.AsError(err)
 	}
 	go c.watch()
 	return c, nil
+}
+
+// discover waits for the nodes to answer the client's ping: for the
+// first, then settle for the others, and then for every node an answer
+// names as a peer, all within wait. A node's answer can come late on a
+// busy machine; the peers named are what makes a client that has
+// connected know every node another node knows.
+func (c *Client) discover(ctx context.Context, wait, settle time.Duration) error {
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	select {
+	case <-c.heard:
+	case <-deadline.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	settling := time.NewTimer(settle)
+	defer settling.Stop()
+	settled := false
+	for !settled || !c.heardPeers() {
+		select {
+		case <-settling.C:
+			settled = true
+		case <-c.news:
+		case <-deadline.C:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// heardPeers reports whether every peer a known node names is known.
+func (c *Client) heardPeers() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range c.nodes {
+		for _, p := range n.st.Peers {
+			if c.nodes[p] == nil {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // ConnectError types a failure to connect to NATS at url: NATS refusing
@@ -338,6 +378,10 @@ func (c *Client) status(data []byte) {
 	n.placed = slices.DeleteFunc(n.placed, func(id int64) bool { return id <= st.LastID })
 	c.mu.Unlock()
 	c.heardOnce.Do(func() { close(c.heard) })
+	select {
+	case c.news <- struct{}{}:
+	default:
+	}
 	failLost(failed, st.Name)
 }
 

@@ -32,4 +32,8 @@ type Status struct {
 	// Leaving is the node's last word when it stops on purpose: clients
 	// count it lost at once instead of after LostAfter of silence.
 	Leaving bool `msgpack:"leaving,omitempty"`
+	// Peers are the other nodes the node has heard from and not lost. A
+	// client that connects waits to hear from each of them too, so that
+	// it knows every node at once, however late their answers come.
+	Peers []string `msgpack:"peers,omitempty"`
 }

@@ -189,6 +189,10 @@ func (n *Node) Serve(ctx context.Context, d *daemon.Server) error {
 	}
 	n.log.Info("joined the cluster", "cluster", n.cfg.Cluster, "nats", n.where())
 	n.heartbeat(d)
+	if _, err := n.peers.client(ctx); err != nil {
+		// Made again at its first use.
+		n.log.Warn("cannot watch the other nodes yet", "err", err)
+	}
 
 	beat := time.NewTicker(cluster.HeartbeatInterval)
 	defer beat.Stop()
@@ -263,7 +267,7 @@ func (n *Node) status(d *daemon.Server) []byte {
 	count, last := d.Census()
 	b, _ := msgpack.Marshal(&cluster.Status{
 		Name: n.cfg.Name, Instance: n.currentInstance(), Interpreters: count, LastID: last,
-		Pid: os.Getpid(), StartedNano: n.started.UnixNano(),
+		Pid: os.Getpid(), StartedNano: n.started.UnixNano(), Peers: n.peers.names(),
 	})
 	return b
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -16,8 +17,9 @@ import (
 
 // Peers is how the node's Lua code reaches the interpreters of the other
 // nodes (daemon.Config.Supervisor.Peers): as a client of the cluster on
-// the node's own connection, made at its first use, when the nodes are
-// all up. The output of code it runs elsewhere comes back as the
+// the node's own connection, made when the node starts to serve, so that
+// it hears every node that starts after it; the nodes it knows go out in
+// the node's status. The output of code it runs elsewhere comes back as the
 // notifications of that client; an interpreter runs one call at a time,
 // so its ID says which call an output is of.
 func (n *Node) Peers() supervisor.Peers { return n.peers }
@@ -26,7 +28,7 @@ type peers struct {
 	n *Node
 
 	connMu sync.Mutex // held while the client is made
-	c      *cluster.Client
+	c      atomic.Pointer[cluster.Client]
 
 	mu   sync.Mutex
 	outs map[int64]io.Writer // where the output of a call in progress elsewhere goes
@@ -37,8 +39,8 @@ var _ supervisor.Peers = (*peers)(nil)
 func (p *peers) client(ctx context.Context) (*cluster.Client, error) {
 	p.connMu.Lock()
 	defer p.connMu.Unlock()
-	if p.c != nil {
-		return p.c, nil
+	if c := p.c.Load(); c != nil {
+		return c, nil
 	}
 	c, err := cluster.Connect(ctx, "", cluster.ClientConfig{
 		Cluster: p.n.cfg.Cluster, Conn: p.n.nc, Notify: p.notify,
@@ -46,8 +48,18 @@ func (p *peers) client(ctx context.Context) (*cluster.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.c = c
+	p.c.Store(c)
 	return c, nil
+}
+
+// names are the other nodes the client knows, for the node's status:
+// none before the client is made.
+func (p *peers) names() []string {
+	c := p.c.Load()
+	if c == nil {
+		return nil
+	}
+	return p.others(c)
 }
 
 func (p *peers) notify(_, method string, body []byte) {
@@ -235,7 +247,7 @@ func remaining(ctx context.Context) int64 {
 // close ends the client, if one was made.
 func (p *peers) close() {
 	p.connMu.Lock()
-	c := p.c
+	c := p.c.Load()
 	p.connMu.Unlock()
 	if c != nil {
 		_ = c.Close()
