@@ -1216,3 +1216,23 @@ f()`, "<string>:2: x"},
 		}
 	}
 }
+
+// BenchmarkNewVM measures what building an interpreter's VM allocates (run
+// with -benchmem): a worker's sandboxed VM with its modules, beside a
+// gopher-lua state with its standard libraries opened, the baseline.
+func BenchmarkNewVM(b *testing.B) {
+	b.Run("gopher-lua", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			lua.NewState().Close()
+		}
+	})
+	b.Run("worker", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			w := &worker{outBudget: -1}
+			w.newVM(false)
+			w.vm.Close()
+		}
+	})
+}
