@@ -40,8 +40,14 @@
 // own interpreters (see the node package), so nothing the cluster counts
 // as lost runs on.
 //
+// Connect pings the cluster and waits for the answers: the first, those
+// that come soon after, and then every node an answer names among its
+// peers (Status.Peers), so a client that has connected knows every node
+// the nodes know, however late their answers come on a busy machine.
+//
 // Lua code sees the whole cluster too: a node is a client of the others
-// on its own connection (node.Peers, made at its first use), so list_all
+// on its own connection (node.Peers, made when the node starts to serve),
+// so list_all
 // in an interpreter on N asks every other node for its list, and a handle
 // on an interpreter of M sends exec, call, prepare_main, is_running and
 // close to M as a client would; the output of that code comes back to N
