@@ -65,12 +65,17 @@ func Main() int {
 		fmt.Fprintf(os.Stderr, "subinterp worker: %v\n", err)
 		return 2
 	}
-	w := newWorker(cfg)
-	w.serve(conn, protocol.NewCallConn(calls))
+	// The handshake goes first, while no goroutine of the worker's is
+	// runnable: its write wakes the host, and when the monitor takes the P
+	// from a system call with goroutines waiting, the runtime starts a
+	// thread for them, which then idles for the worker's whole life.
+	// Before serving, that happened in about half the workers.
 	if err := handshake(); err != nil {
 		fmt.Fprintf(os.Stderr, "subinterp worker: handshake: %v\n", err)
 		return 2
 	}
+	w := newWorker(cfg)
+	w.serve(conn, protocol.NewCallConn(calls))
 	go w.callLoop()
 	// The session is the lifeline: when it ends the supervisor has closed
 	// us or died, and the worker must not outlive it.
