@@ -47,11 +47,11 @@
 //
 // Lua code sees the whole cluster too: a node is a client of the others
 // on its own connection (node.Peers, made when the node starts to serve),
-// so list_all
-// in an interpreter on N asks every other node for its list, and a handle
-// on an interpreter of M sends exec, call, prepare_main, is_running and
-// close to M as a client would; the output of that code comes back to N
-// as the client's notifications and goes where the calling code's goes.
+// so list_all in an interpreter on N asks every other node for its list,
+// and a handle on an interpreter of M sends exec, call, prepare_main,
+// is_running and close to M as a client would; the output of that code
+// comes back to N as the client's notifications and goes where the
+// calling code's goes.
 // A queue handed over in a call's arguments is the same queue there, as
 // every queue of a cluster lives in JetStream.
 //

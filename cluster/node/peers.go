@@ -19,9 +19,9 @@ import (
 // nodes (daemon.Config.Supervisor.Peers): as a client of the cluster on
 // the node's own connection, made when the node starts to serve, so that
 // it hears every node that starts after it; the nodes it knows go out in
-// the node's status. The output of code it runs elsewhere comes back as the
-// notifications of that client; an interpreter runs one call at a time,
-// so its ID says which call an output is of.
+// the node's status. The output of code it runs elsewhere comes back as
+// the notifications of that client; an interpreter runs one call at a
+// time, so its ID says which call an output is of.
 func (n *Node) Peers() supervisor.Peers { return n.peers }
 
 type peers struct {
