@@ -16,7 +16,7 @@ import (
 // once it is set up, for a connection read under TLS: the TLS handshake
 // and the hello run on the connection as it was dialled or accepted, with
 // their deadlines, and then Block makes the socket underneath blocking, as
-// BlockingUnix makes a Unix socket, so the goroutine reading the TLS
+// Blocking makes a Unix socket, so the goroutine reading the TLS
 // records sleeps in read(2) and the kernel wakes its thread when one
 // arrives, instead of the poller waking a thread to run the goroutine.
 //
@@ -133,16 +133,21 @@ func (u *Unpolled) SetWriteDeadline(t time.Time) error {
 }
 
 // Blocking returns conn as a call channel reads it best: a Unix socket
-// made blocking (BlockingUnix); a TLS connection over an Unpolled with
-// the Unpolled made blocking; any other as it is. A sendTimeout > 0
-// bounds each write of a blocking socket. ok says the socket was made
-// blocking.
+// as a file in blocking mode, whose reader sleeps in read(2) and is woken
+// by the kernel when a message arrives, instead of the poller waking a
+// thread to run it; a TLS connection over an Unpolled with the Unpolled
+// made blocking; any other as it is. A sendTimeout > 0 bounds each write
+// of a blocking socket (SO_SNDTIMEO), as a deadline would on a
+// connection. ok says the socket was made blocking; a Unix socket that
+// could not be is closed, and its reads fail as a lost one's would.
 func Blocking(conn net.Conn, sendTimeout time.Duration) (rw io.ReadWriteCloser, ok bool) {
 	switch c := conn.(type) {
 	case *net.UnixConn:
-		rw = BlockingUnix(c, sendTimeout)
-		_, ok = rw.(*os.File)
-		return rw, ok
+		f, err := blockingDup(c, c, sendTimeout, "unix:"+c.RemoteAddr().String())
+		if err != nil {
+			return conn, false
+		}
+		return f, true
 	case *tls.Conn:
 		if u, isU := c.NetConn().(*Unpolled); isU {
 			return tlsConn{c}, u.Block(sendTimeout)
@@ -158,24 +163,6 @@ type tlsConn struct{ *tls.Conn }
 
 // Underneath is the connection the TLS records travel on.
 func (c tlsConn) Underneath() io.ReadWriteCloser { return c.NetConn() }
-
-// BlockingUnix returns conn, when it is a Unix socket, as a file in
-// blocking mode, for a call channel: the goroutine waiting on it then
-// sleeps in read(2) and the kernel wakes its thread when a message
-// arrives, instead of the poller waking a thread to run the goroutine. A
-// sendTimeout > 0 bounds each write (SO_SNDTIMEO), as a deadline would on
-// a connection. Other connections are returned as they are.
-func BlockingUnix(conn net.Conn, sendTimeout time.Duration) io.ReadWriteCloser {
-	uc, ok := conn.(*net.UnixConn)
-	if !ok {
-		return conn
-	}
-	f, err := blockingDup(uc, uc, sendTimeout, "unix:"+uc.RemoteAddr().String())
-	if err != nil {
-		return conn // closed now: its reads fail as the channel's would
-	}
-	return f
-}
 
 // blockingDup duplicates sc's descriptor, closes c (the poller forgets
 // it), and returns the duplicate in blocking mode, its writes bounded by

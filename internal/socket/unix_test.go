@@ -48,9 +48,9 @@ func unixPair(t *testing.T) (client, server net.Conn) {
 // every message sent before it, then EOF, while writing goes on.
 func TestBlockingUnixCallConn(t *testing.T) {
 	c, s := unixPair(t)
-	rw := socket.BlockingUnix(c, time.Minute)
-	if _, ok := rw.(*os.File); !ok {
-		t.Fatalf("BlockingUnix of a Unix socket gave a %T, want an *os.File", rw)
+	rw, blocking := socket.Blocking(c, time.Minute)
+	if _, ok := rw.(*os.File); !ok || !blocking {
+		t.Fatalf("Blocking of a Unix socket gave a %T (blocking %v), want an *os.File", rw, blocking)
 	}
 	client, server := protocol.NewCallConn(rw), protocol.NewCallConn(s)
 	defer client.Close()
@@ -95,13 +95,13 @@ func TestBlockingUnixCallConn(t *testing.T) {
 	}
 }
 
-// TestBlockingUnixOthersAsTheyAre: a connection that is not a Unix
-// socket is returned as it is.
-func TestBlockingUnixOthersAsTheyAre(t *testing.T) {
+// TestBlockingOthersAsTheyAre: a connection that is neither a Unix
+// socket nor TLS is returned as it is.
+func TestBlockingOthersAsTheyAre(t *testing.T) {
 	a, b := net.Pipe()
 	defer a.Close()
 	defer b.Close()
-	if rw := socket.BlockingUnix(a, 0); rw != a {
-		t.Errorf("BlockingUnix of a pipe gave %v, want the pipe itself", rw)
+	if rw, blocking := socket.Blocking(a, 0); rw != a || blocking {
+		t.Errorf("Blocking of a pipe gave %v (blocking %v), want the pipe itself", rw, blocking)
 	}
 }
