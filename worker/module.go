@@ -76,7 +76,7 @@ func (m *luaModule) init(L *lua.LState) {
 		return 1
 	}))
 
-	interpMethods := L.SetFuncs(L.CreateTable(0, 6), map[string]lua.LGFunction{
+	interpMethods := funcTable(L, 0, map[string]lua.LGFunction{
 		"whence":       m.interpWhence,
 		"is_running":   m.interpIsRunning,
 		"exec":         m.interpExec,
@@ -86,7 +86,7 @@ func (m *luaModule) init(L *lua.LState) {
 	})
 	m.interpMeta = handleMeta(L, "Interpreter", interpMethods, func(L *lua.LState) int64 { return m.checkInterp(L, 1).id })
 
-	queueMethods := L.SetFuncs(L.CreateTable(0, 8), map[string]lua.LGFunction{
+	queueMethods := funcTable(L, 0, map[string]lua.LGFunction{
 		"maxsize":    m.queueMaxSize,
 		"qsize":      m.queueQSize,
 		"empty":      m.queueEmpty,
@@ -98,7 +98,10 @@ func (m *luaModule) init(L *lua.LState) {
 	})
 	m.queueMeta = handleMeta(L, "Queue", queueMethods, func(L *lua.LState) int64 { return m.checkQueue(L, 1).id })
 
-	mod := L.SetFuncs(L.CreateTable(0, 11), map[string]lua.LGFunction{
+	modes := map[protocol.UnboundMode]string{
+		protocol.UnboundReplace: "UNBOUND", protocol.UnboundError: "UNBOUND_ERROR", protocol.UnboundRemove: "UNBOUND_REMOVE",
+	}
+	mod := funcTable(L, len(modes), map[string]lua.LGFunction{
 		"create":       m.create,
 		"get_current":  m.getCurrent,
 		"get_main":     m.getMain,
@@ -108,9 +111,7 @@ func (m *luaModule) init(L *lua.LState) {
 		"Queue":        m.lookupQueue,
 		"is_shareable": m.isShareable,
 	})
-	for mode, name := range map[protocol.UnboundMode]string{
-		protocol.UnboundReplace: "UNBOUND", protocol.UnboundError: "UNBOUND_ERROR", protocol.UnboundRemove: "UNBOUND_REMOVE",
-	} {
+	for mode, name := range modes {
 		t := L.CreateTable(0, 0)
 		mt := L.CreateTable(0, 2)
 		mt.RawSetString("__tostring", L.NewFunction(func(L *lua.LState) int { L.Push(lua.LString(name)); return 1 }))
@@ -120,6 +121,12 @@ func (m *luaModule) init(L *lua.LState) {
 		mod.RawSetString(name, t)
 	}
 	m.mod = mod
+}
+
+// funcTable is a table of funcs made at its size (see NewVM), with room
+// for extra more entries.
+func funcTable(L *lua.LState, extra int, funcs map[string]lua.LGFunction) *lua.LTable {
+	return L.SetFuncs(L.CreateTable(0, len(funcs)+extra), funcs)
 }
 
 // handleMeta is the metatable of one kind of handle: h.id, h:method(...),

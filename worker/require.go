@@ -11,9 +11,10 @@ import (
 func (vm *VM) installPackage() {
 	L := vm.l
 	G := L.G.Global
+	libs := []string{lua.BaseLibName, lua.TabLibName, lua.StringLibName, lua.MathLibName, lua.CoroutineLibName, lua.IoLibName, lua.OsLibName}
 	pkg := L.CreateTable(0, 2)
-	loaded := L.CreateTable(0, 8)
-	for _, n := range []string{lua.BaseLibName, lua.TabLibName, lua.StringLibName, lua.MathLibName, lua.CoroutineLibName, lua.IoLibName, lua.OsLibName} {
+	loaded := L.CreateTable(0, len(libs))
+	for _, n := range libs {
 		if n == lua.BaseLibName {
 			loaded.RawSetString("_G", G)
 		} else if t, ok := G.RawGetString(n).(*lua.LTable); ok {
