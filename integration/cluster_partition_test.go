@@ -1,8 +1,6 @@
 package integration
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -50,9 +48,7 @@ func TestClusterPartition(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
-	clientTLS := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	clientTLS := testcert.Client(caPEM)
 
 	hub := startNode(t, node.Config{Name: "hub", Embed: hostIP + ":-1", Token: "s3cret", ServerTLS: srvTLS, TLS: clientTLS})
 	url := hub.node.ClientURL()

@@ -2,8 +2,6 @@ package integration
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"strings"
@@ -63,9 +61,7 @@ func TestClusterRouted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
-	clientTLS := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	clientTLS := testcert.Client(caPEM)
 	name := newClusterName()
 	names := []string{"a", "b", "c"}
 	nodes := startRoutedCluster(t, name, node.Config{Token: "s3cret", ServerTLS: srvTLS, TLS: clientTLS})

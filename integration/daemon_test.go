@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -416,11 +415,7 @@ func selfSigned(t *testing.T) (server, client *tls.Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		t.Fatal("the test certificate is not PEM")
-	}
-	return server, &tls.Config{RootCAs: pool}
+	return server, testcert.Client(caPEM)
 }
 
 // TestDaemonMetrics: the Prometheus endpoint reports interpreters, calls

@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -129,7 +128,7 @@ type remoteVariant struct {
 // it, serving its Unix socket and TCP with TLS.
 type serveDaemon struct {
 	socket, tcp string
-	roots       *x509.CertPool
+	tls         *tls.Config // a client's, trusting the daemon
 }
 
 // startServeDaemon builds the CLI and serves it; it is shut down when the
@@ -139,10 +138,6 @@ func startServeDaemon(b *testing.B) *serveDaemon {
 	certFile, keyFile, caPEM, err := testcert.WriteFiles(dir)
 	if err != nil {
 		b.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(caPEM) {
-		b.Fatal("the test certificate is not PEM")
 	}
 	tokenFile := filepath.Join(dir, "token")
 	if err := os.WriteFile(tokenFile, []byte("bench-token"), 0o600); err != nil {
@@ -168,7 +163,7 @@ func startServeDaemon(b *testing.B) *serveDaemon {
 	if line.TCP == "" {
 		b.Fatalf("the daemon did not say its TCP address:\n%s", srv.logs.String())
 	}
-	return &serveDaemon{socket: srv.socket, tcp: line.TCP, roots: roots}
+	return &serveDaemon{socket: srv.socket, tcp: line.TCP, tls: testcert.Client(caPEM)}
 }
 
 // dial connects a runtime to the daemon over its Unix socket; it is
@@ -179,7 +174,7 @@ func (d *serveDaemon) dial(b *testing.B) *interpreters.Runtime {
 
 // dialTLS connects a runtime to the daemon over TCP with TLS.
 func (d *serveDaemon) dialTLS(b *testing.B) *interpreters.Runtime {
-	return d.connect(b, "tcp://"+d.tcp, interpreters.WithToken("bench-token"), interpreters.WithTLS(&tls.Config{RootCAs: d.roots}))
+	return d.connect(b, "tcp://"+d.tcp, interpreters.WithToken("bench-token"), interpreters.WithTLS(d.tls))
 }
 
 func (d *serveDaemon) connect(b *testing.B, addr string, opts ...interpreters.Option) *interpreters.Runtime {

@@ -2,7 +2,6 @@ package socket_test
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"net"
 	"testing"
 	"time"
@@ -20,8 +19,6 @@ func tlsPair(t *testing.T) (client, server *tls.Conn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +44,9 @@ func tlsPair(t *testing.T) (client, server *tls.Conn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client = tls.Client(socket.NewUnpolled(nc), &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+	clientCfg := testcert.Client(caPEM)
+	clientCfg.ServerName = "127.0.0.1"
+	client = tls.Client(socket.NewUnpolled(nc), clientCfg)
 	_ = client.SetDeadline(time.Now().Add(10 * time.Second))
 	if err := client.Handshake(); err != nil {
 		t.Fatal(err)

@@ -51,6 +51,14 @@ func For(ips ...string) (server *tls.Config, caPEM []byte, err error) {
 	return server, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
 }
 
+// Client is a client's TLS configuration that trusts caPEM, the
+// certificate New or For gives.
+func Client(caPEM []byte) *tls.Config {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+}
+
 // WriteFiles makes a certificate as New does and writes it and its key as
 // PEM files into dir, for a daemon started from the command line; caPEM is
 // the certificate for clients to trust.
